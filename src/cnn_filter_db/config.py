@@ -1,0 +1,42 @@
+"""Every tunable constant and default path of the package, in one place.
+
+Stage parameters that a pipeline run may change live in ``params.yaml``; the values
+here are the library defaults those parameters fall back to.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+#: Environment variable naming the content-addressed download cache.
+CACHE_ENV = "CNN_FILTER_DB_CACHE"
+
+#: Where catalog entries, the vocabulary and the schema live (relative to the project root).
+CATALOG_DIR = Path("catalog")
+MODELS_DIR = CATALOG_DIR / "models"
+INDEX_FILE = CATALOG_DIR / "index.yaml"
+VOCABULARY_FILE = CATALOG_DIR / "vocabulary.yaml"
+SCHEMA_FILE = CATALOG_DIR / "schema.json"
+
+#: The release folder (a Hub dataset repository as built) and the per-model build folder.
+RELEASE_DIR = Path("dist") / "cnn-filter-db"
+BUILD_DIR = Path("build")
+META_DIR = BUILD_DIR / "meta"
+
+#: Parquet layout of the filters table (SPEC.md section 4).
+MAX_ROWS_PER_SHARD = 16_000_000  # about 500 MB at ~31 bytes a filter
+ROW_GROUP_ROWS = 1_048_576  # about 75-100 MB uncompressed
+COMPRESSION = "zstd"
+COMPRESSION_LEVEL = 3
+
+#: model ids: lower-case, file-name safe.
+MODEL_ID_PATTERN = r"^[a-z0-9][a-z0-9._-]{1,80}$"
+
+
+def default_cache_dir() -> Path:
+    """The download cache: ``$CNN_FILTER_DB_CACHE`` or the user's cache folder."""
+    env = os.environ.get(CACHE_ENV)
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "cnn-filter-db"

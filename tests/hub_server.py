@@ -59,9 +59,9 @@ def _now() -> str:
 
 
 class HubError(Exception):
-    def __init__(self, status: int, message: str, code: str | None = None):
+    def __init__(self, status: int, message: str, code: str | None = None, extra: dict | None = None):
         super().__init__(message)
-        self.status, self.message, self.code = status, message, code
+        self.status, self.message, self.code, self.extra = status, message, code, extra or {}
 
 
 class Repo:
@@ -193,10 +193,11 @@ class HubState:
             self._repos[key] = Repo(path, repo_type, repo_id)
         return self._repos[key]
 
-    def create(self, repo_type: str, repo_id: str) -> Repo:
+    def create(self, repo_type: str, repo_id: str, url: str) -> Repo:
         path = self._path(repo_type, repo_id)
         if (path / "state.json").exists():
-            raise HubError(409, "You already created this dataset repo")
+            # the Hub's conflict answer carries the repo url: create_repo(exist_ok=True) reads it
+            raise HubError(409, f"You already created this {repo_type} repo", extra={"url": url})
         self._repos[(repo_type, repo_id)] = Repo(path, repo_type, repo_id)
         return self._repos[(repo_type, repo_id)]
 
@@ -241,7 +242,7 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {"X-Error-Message": exc.message}
         if exc.code:
             headers["X-Error-Code"] = exc.code
-        self._send(exc.status, json.dumps({"error": exc.message}).encode(), headers)
+        self._send(exc.status, json.dumps({"error": exc.message, **exc.extra}).encode(), headers)
 
     def _check_write(self):
         token = self.server.token
@@ -271,9 +272,10 @@ class _Handler(BaseHTTPRequestHandler):
             body = json.loads(self._body() or b"{}")
             repo_type = body.get("type") or "model"
             repo_id = f"{body['organization']}/{body['name']}" if body.get("organization") else body["name"]
-            state.create(repo_type, repo_id)
             prefix = "" if repo_type == "model" else f"{repo_type}s/"
-            return self._json({"url": f"{self.server.base_url}/{prefix}{repo_id}", "name": repo_id, "id": repo_id})
+            url = f"{self.server.base_url}/{prefix}{repo_id}"
+            state.create(repo_type, repo_id, url)
+            return self._json({"url": url, "name": repo_id, "id": repo_id})
         if parts[:2] == ["api", "validate-yaml"] and self.command == "POST":
             body = json.loads(self._body())
             text = body.get("content", "")

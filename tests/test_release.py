@@ -229,3 +229,43 @@ def test_leave_out_is_idempotent(copy_release):
     assert leave_out(rel, ["efficientnet-lite0"]) == []
     assert not (rel / "filters" / "efficientnet-lite0").exists()
     assert not any(p.name.startswith(".") for p in (rel / "filters").iterdir())
+
+
+def test_layer_stats_config_and_catalog_exclusions(copy_release, root):
+    import pyarrow as pa
+
+    rel = copy_release()
+    layers = pq.read_table(rel / "layers")
+    n = layers.num_rows
+    stats = pa.table({"model_id": layers["model_id"], "layer_id": layers["layer_id"],
+                      "sparsity": pa.array(np.linspace(0, 1, n), pa.float32()),
+                      "is_degenerate": pa.array([i % 2 == 0 for i in range(n)])})
+    shards.write_table_dir(stats, rel / "layer_stats")
+    # a catalog entry of unknown licence that never reached the release is named in the card too
+    craft = catalog.load_entry("easyocr-craft-mlt-25k", root)
+    manifest = build_release(rel, "0.1.0", NO_AGPL, root=root, entries=[craft])
+    assert set(manifest["excluded_models"]) == {"nudenet-320n", "easyocr-craft-mlt-25k"}
+    text = (rel / "README.md").read_text()
+    assert "- `easyocr-craft-mlt-25k`: weights licence unknown" in text
+    meta = card.read_front_matter(text)
+    configs = {c["config_name"]: c for c in meta["configs"]}
+    assert configs["layer_stats"]["data_files"] == [{"split": "train", "path": "layer_stats/*.parquet"}]
+    info = {d["config_name"]: d["features"] for d in meta["dataset_info"]}
+    assert info["layer_stats"][2:] == [{"name": "sparsity", "dtype": "float32"}, {"name": "is_degenerate", "dtype": "bool"}]
+    loaded = datasets.load_dataset(str(rel), "layer_stats", split="train")
+    kept = pq.read_table(rel / "layers").num_rows
+    assert loaded.num_rows == kept < n  # nudenet's rows left out of layer_stats as well
+    assert "nudenet-320n" not in set(loaded["model_id"])
+    assert loaded.features["sparsity"] == datasets.Value("float32")
+    assert "layer_stats/train-00000-of-00001.parquet" in {s["path"] for s in manifest["shards"]}
+
+
+def test_template_errors_name_the_placeholder(release):
+    manifest = json.loads((release / "manifest.json").read_text())
+    rows = pq.read_table(release / "models").to_pylist()
+    kwargs = dict(manifest=manifest, models=rows, schemas=dict(card.SCHEMAS), excluded={})
+    with pytest.raises(ValueError, match=r"dataset_card.md: unknown placeholder \$fingerprnt"):
+        card.render("v$version $fingerprnt", **kwargs)
+    with pytest.raises(ValueError, match=r"write \$\$ for a literal dollar"):
+        card.render("costs 5 $ only", **kwargs)
+    assert card.render("price $$5, v$version", **kwargs).endswith("price $5, v0.1.0")

@@ -15,8 +15,14 @@ def _git(root: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True)
 
 
+def tag_target(root: Path, tag: str) -> str | None:
+    """The commit ``tag`` points to, or None when there is no such tag."""
+    proc = _git(root, "rev-list", "-n", "1", f"refs/tags/{tag}")
+    return proc.stdout.strip() if proc.returncode == 0 else None
+
+
 def tag_exists(root: Path, tag: str) -> bool:
-    return _git(root, "rev-parse", "-q", "--verify", f"refs/tags/{tag}").returncode == 0
+    return tag_target(root, tag) is not None
 
 
 def dirty_paths(root: Path) -> list[str]:
@@ -27,13 +33,10 @@ def dirty_paths(root: Path) -> list[str]:
     return [line[3:] for line in proc.stdout.splitlines() if line.strip()]
 
 
-def tag_release(root: Path, version: str, message: str | None = None, exist_ok: bool = False) -> str:
-    """Create the annotated tag ``v<version>`` at HEAD; returns the commit it points to.
-
-    Refuses on a dirty tree (the tag must name exactly what was built) and when the tag
-    exists on another commit; with ``exist_ok`` an existing tag on HEAD is accepted (what
-    ``publish`` does when ``release`` already tagged).
-    """
+def check_taggable(root: Path, version: str, exist_ok: bool = False) -> tuple[str, bool]:
+    """(HEAD, whether the tag must still be made), or GitTagError when ``v<version>`` cannot
+    name HEAD: a dirty tree (the tag must name exactly what was built), no commit, or the
+    tag already on a commit (with ``exist_ok``: on another commit than HEAD)."""
     root = Path(root)
     tag = f"v{version}"
     dirty = dirty_paths(root)
@@ -43,12 +46,24 @@ def tag_release(root: Path, version: str, message: str | None = None, exist_ok: 
     head = _git(root, "rev-parse", "HEAD").stdout.strip()
     if not head:
         raise GitTagError(f"{root}: no commit to tag")
-    if tag_exists(root, tag):
-        target = _git(root, "rev-list", "-n", "1", tag).stdout.strip()
-        if exist_ok and target == head:
-            return head
-        raise GitTagError(f"{root}: tag {tag} already exists (commit {target}); versions are immutable")
-    proc = _git(root, "tag", "-a", tag, "-m", message or f"cnn-filter-db release {tag}")
-    if proc.returncode != 0:
-        raise GitTagError(f"{root}: git tag {tag} failed: {proc.stderr.strip()}")
+    target = tag_target(root, tag)
+    if target is None:
+        return head, True
+    if exist_ok and target == head:
+        return head, False
+    raise GitTagError(f"{root}: tag {tag} already exists (commit {target}); versions are immutable")
+
+
+def tag_release(root: Path, version: str, message: str | None = None, exist_ok: bool = False) -> str:
+    """Create the annotated tag ``v<version>`` at HEAD; returns the commit it points to.
+
+    Refuses as :func:`check_taggable` says; with ``exist_ok`` an existing tag on HEAD is
+    accepted (what ``publish`` does when ``release`` already tagged).
+    """
+    head, missing = check_taggable(root, version, exist_ok)
+    if missing:
+        tag = f"v{version}"
+        proc = _git(Path(root), "tag", "-a", tag, "-m", message or f"cnn-filter-db release {tag}")
+        if proc.returncode != 0:
+            raise GitTagError(f"{root}: git tag {tag} failed: {proc.stderr.strip()}")
     return head

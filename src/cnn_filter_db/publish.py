@@ -92,7 +92,8 @@ def plan(release_dir: Path) -> tuple[dict, list[PlannedFile]]:
 
 def publish(release_dir: Path, repo_id: str, token: str | None = None, dry_run: bool = False, *,
             validate: Callable | None = None, version: str | None = None, endpoint: str | None = None,
-            private: bool | None = None, echo: Callable[[str], None] = print) -> PublishResult:
+            private: bool | None = None, git_root: Path | None = None,
+            echo: Callable[[str], None] = print) -> PublishResult:
     """Upload ``release_dir`` to the dataset repo ``repo_id`` in one commit, tagged ``v<version>``.
 
     Parameters
@@ -102,6 +103,9 @@ def publish(release_dir: Path, repo_id: str, token: str | None = None, dry_run: 
     validate : called with the release folder before anything is sent; see ``_run_validation``.
     version : when given, must equal the manifest's version.
     endpoint : the Hub URL (default: ``HF_ENDPOINT`` or huggingface.co).
+    git_root : when given, the source repository whose HEAD gets the git tag ``v<version>``
+        too when it lacks it; a dirty tree, or the tag on another commit, is refused before
+        anything is sent.
     echo : where progress lines go (never the token).
     """
     release_dir = Path(release_dir)
@@ -110,6 +114,8 @@ def publish(release_dir: Path, repo_id: str, token: str | None = None, dry_run: 
         raise PublishError(f"{release_dir / MANIFEST}: version {manifest['version']} differs from the requested {version}")
     tag = f"v{manifest['version']}"
     _run_validation(validate, release_dir)
+    if git_root is not None:
+        _check_git(Path(git_root), manifest["version"])
     result = PublishResult(repo_id, manifest["version"], tag, files, dry_run=dry_run)
 
     if dry_run:
@@ -118,19 +124,37 @@ def publish(release_dir: Path, repo_id: str, token: str | None = None, dry_run: 
             echo(f"{f.path_in_repo}  ->  {where}/{f.path_in_repo}  ({human_size(f.size)})")
         echo(f"dry run: {len(files)} files, {human_size(result.bytes)}, would be committed to {where} "
              f"and tagged {tag} (fingerprint {manifest['fingerprint']}); nothing was sent")
+        if git_root is not None:
+            echo(f"dry run: git tag {tag} would be made at HEAD of {git_root} if missing")
         return result
 
     try:
-        return _upload(release_dir, repo_id, token, endpoint, private, manifest, result, echo)
+        _upload(release_dir, repo_id, token, endpoint, private, manifest, result, echo)
     except PublishError:
         raise
     except Exception as exc:  # any Hub or network error: one clear message, token scrubbed
         # ``from None``: the chained traceback would add nothing the message lacks
         raise PublishError(_scrub(f"{repo_id}: publishing {tag} failed: {type(exc).__name__}: {exc}", token)) from None
+    if git_root is not None:
+        from .git_tag import tag_release
+
+        head = tag_release(Path(git_root), manifest["version"], exist_ok=True)
+        echo(f"git tag {tag} at {head}")
+    return result
+
+
+def _check_git(root: Path, version: str) -> None:
+    """Refuse early what the git tag would refuse after the upload."""
+    from .git_tag import GitTagError, check_taggable
+
+    try:
+        check_taggable(root, version, exist_ok=True)
+    except GitTagError as exc:
+        raise PublishError(f"not publishing: {exc}") from None
 
 
 def _upload(release_dir: Path, repo_id: str, token, endpoint, private, manifest: dict,
-            result: PublishResult, echo) -> PublishResult:
+            result: PublishResult, echo) -> None:
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
     from huggingface_hub.errors import RepositoryNotFoundError
 
@@ -164,4 +188,3 @@ def _upload(release_dir: Path, repo_id: str, token, endpoint, private, manifest:
     api.create_tag(repo_id, tag=tag, revision=info.oid, repo_type="dataset",
                    tag_message=f"cnn-filter-db {tag}, fingerprint {manifest['fingerprint']}")
     echo(f"published datasets/{repo_id} {tag} at commit {info.oid}")
-    return result

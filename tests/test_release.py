@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from cnn_filter_db import card, catalog, config, load_layer, shards, sources
+from cnn_filter_db import card, catalog, load_layer, shards, sources
 from cnn_filter_db.license_policy import LicensePolicy, excluded_models
 from cnn_filter_db.release import ReleaseError, build_release, check_manifest, leave_out
 

@@ -9,7 +9,6 @@ source of truth for columns). The template holds the prose, with ``$name`` place
 from __future__ import annotations
 
 from collections import defaultdict
-from pathlib import Path
 from string import Template
 from typing import Iterable, Mapping
 

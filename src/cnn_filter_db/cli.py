@@ -121,25 +121,66 @@ def cmd_fetch(args) -> int:
 
 
 def cmd_gather(args) -> int:
-    from .catalog import entry_files
+    from .catalog import index_models
     from .extract import gather
 
-    ids = [p.stem for p in entry_files(args.root)]
+    ids = index_models(args.root)
     models, layers = gather(args.meta_dir, args.release_dir, ids)
     print(f"gathered {models.num_rows} models, {layers.num_rows} layers into {args.release_dir}")
     return 0
 
 
 def cmd_release(args) -> int:
+    from .catalog import load_catalog
     from .release import build_release
 
     params = load_params("release", args.root)
     version = args.version or str(params.get("version", "0.0.0"))
-    manifest = build_release(args.release_dir, version, root=args.root)
+    previous = args.previous or params.get("previous_manifest")
+    manifest = build_release(args.release_dir, version, params, previous=previous, root=args.root,
+                             entries=load_catalog(args.root))
     rows = sum(s["rows"] for s in manifest["shards"])
     print(f"release {version}: {len(manifest['shards'])} shards, {rows:,} rows, "
           f"fingerprint {manifest['fingerprint']}")
+    for mid, why in manifest.get("excluded_models", {}).items():
+        print(f"left out {mid}: {why}")
+    if args.tag:
+        from .git_tag import tag_release
+
+        if args.push:
+            _dvc_push(args.root)
+        tag_release(args.root, version)
+        print(f"tagged v{version}")
     return 0
+
+
+def _dvc_push(root: Path) -> None:
+    import subprocess
+
+    proc = subprocess.run(["dvc", "push"], cwd=root, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise CnnFilterDbError(f"dvc push failed: {(proc.stderr or proc.stdout).strip()}")
+
+
+def cmd_publish(args) -> int:
+    from .publish import publish
+
+    params = load_params("release", args.root)
+    repo_id = args.repo_id or params.get("hub_repo_id")
+    if not repo_id:
+        print("publish: give --repo-id or set release.hub_repo_id in params.yaml", file=sys.stderr)
+        return 2
+    publish(args.release_dir, repo_id, dry_run=args.dry_run, validate=_validator(args), git_root=args.root)
+    return 0
+
+
+def _validator(args):
+    try:
+        from .validate import validate_release
+    except ImportError:
+        return None
+    params = load_params("validate", args.root)
+    return lambda release_dir: validate_release(release_dir, params=params)
 
 
 # --------------------------------------------------------------------------- parser
@@ -194,10 +235,21 @@ def build_parser() -> argparse.ArgumentParser:
     build_args(p)
     p.set_defaults(func=cmd_gather)
 
-    p = sub.add_parser("release", help="write the manifest and the dataset card of the release folder")
+    p = sub.add_parser("release", help="apply the licence policy; write the manifest, card and citation; "
+                                       "optionally push DVC outputs and tag v<version>")
     p.add_argument("--version", default=None, help="default: release.version of params.yaml")
+    p.add_argument("--previous", default=None, help="previous manifest.json or release folder, for the changelog")
+    p.add_argument("--tag", action="store_true", help="create the git tag v<version> (clean, committed tree only)")
+    p.add_argument("--push", action="store_true", help="with --tag: `dvc push` the outputs first")
     build_args(p)
     p.set_defaults(func=cmd_release)
+
+    p = sub.add_parser("publish", help="upload the release to the Hugging Face Hub in one commit, tagged v<version>",
+                       description="The token comes from HF_TOKEN or `hf auth login`; it is never printed.")
+    p.add_argument("--repo-id", default=None, help="ORG/NAME (default: release.hub_repo_id of params.yaml)")
+    p.add_argument("--dry-run", action="store_true", help="print which files would go where, without network")
+    build_args(p)
+    p.set_defaults(func=cmd_publish)
     return parser
 
 

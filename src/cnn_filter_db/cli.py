@@ -131,11 +131,18 @@ def cmd_gather(args) -> int:
 
 
 def cmd_release(args) -> int:
+    params = load_params("release", args.root)
+    version = args.version or str(params.get("version", "0.0.0"))
+    if args.build_only:
+        return _build_release(args, params, version)
+    return _cut_release(args, version)
+
+
+def _build_release(args, params: dict, version: str) -> int:
+    """The DVC release stage: licence policy, manifest, card and citation."""
     from .catalog import load_catalog
     from .release import build_release
 
-    params = load_params("release", args.root)
-    version = args.version or str(params.get("version", "0.0.0"))
     previous = args.previous or params.get("previous_manifest")
     manifest = build_release(args.release_dir, version, params, previous=previous, root=args.root,
                              entries=load_catalog(args.root))
@@ -144,22 +151,37 @@ def cmd_release(args) -> int:
           f"fingerprint {manifest['fingerprint']}")
     for mid, why in manifest.get("excluded_models", {}).items():
         print(f"left out {mid}: {why}")
-    if args.tag:
-        from .git_tag import tag_release
-
-        if args.push:
-            _dvc_push(args.root)
-        tag_release(args.root, version)
-        print(f"tagged v{version}")
     return 0
 
 
-def _dvc_push(root: Path) -> None:
+def _cut_release(args, version: str) -> int:
+    """Pin what `dvc repro` built: check it is current and committed, `dvc push`, tag v<version>."""
+    import json
     import subprocess
 
-    proc = subprocess.run(["dvc", "push"], cwd=root, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise CnnFilterDbError(f"dvc push failed: {(proc.stderr or proc.stdout).strip()}")
+    from .git_tag import check_taggable, tag_release
+    from .release import check_manifest
+
+    check_taggable(args.root, version)  # clean, committed tree; tag free
+    status = subprocess.run(["dvc", "status", "--json"], cwd=args.root, capture_output=True, text=True)
+    if status.returncode != 0:
+        raise CnnFilterDbError(f"dvc status failed: {status.stderr.strip()}")
+    stale = json.loads(status.stdout or "{}")
+    if stale:
+        raise CnnFilterDbError(f"the pipeline is not up to date ({', '.join(sorted(stale))}): "
+                               "run `dvc repro`, commit dvc.lock, then release")
+    problems = check_manifest(args.release_dir)
+    if problems:
+        raise CnnFilterDbError("the release folder does not match its manifest:\n" + "\n".join(problems))
+    manifest = json.loads((args.release_dir / "manifest.json").read_text())
+    if manifest["version"] != version:
+        raise CnnFilterDbError(f"manifest.json is version {manifest['version']}, params say {version}: run `dvc repro`")
+    push = subprocess.run(["dvc", "push"], cwd=args.root, capture_output=True, text=True)
+    if push.returncode != 0:
+        raise CnnFilterDbError(f"dvc push failed: {(push.stderr or push.stdout).strip()}")
+    head = tag_release(args.root, version, message=f"cnn-filter-db v{version}, fingerprint {manifest['fingerprint']}")
+    print(f"pushed the DVC outputs and tagged v{version} at {head} (fingerprint {manifest['fingerprint']})")
+    return 0
 
 
 def cmd_publish(args) -> int:
@@ -235,12 +257,14 @@ def build_parser() -> argparse.ArgumentParser:
     build_args(p)
     p.set_defaults(func=cmd_gather)
 
-    p = sub.add_parser("release", help="apply the licence policy; write the manifest, card and citation; "
-                                       "optionally push DVC outputs and tag v<version>")
+    p = sub.add_parser("release", help="pin the built release: `dvc push` its outputs and tag v<version>",
+                       description="On a clean, committed tree whose pipeline is up to date (run `dvc repro` "
+                                   "and commit dvc.lock first): push the DVC outputs to the default remote and "
+                                   "create the git tag v<version>. --build-only is the DVC release stage.")
     p.add_argument("--version", default=None, help="default: release.version of params.yaml")
+    p.add_argument("--build-only", action="store_true",
+                   help="only apply the licence policy and write manifest, card and citation (the DVC stage)")
     p.add_argument("--previous", default=None, help="previous manifest.json or release folder, for the changelog")
-    p.add_argument("--tag", action="store_true", help="create the git tag v<version> (clean, committed tree only)")
-    p.add_argument("--push", action="store_true", help="with --tag: `dvc push` the outputs first")
     build_args(p)
     p.set_defaults(func=cmd_release)
 

@@ -1,0 +1,90 @@
+"""Pinning through git and DVC: `cnn-filter-db release` pushes the outputs to the default
+remote and tags v<version>; a new clone gets an older release back byte for byte with
+`dvc get --rev` and `dvc.api.open(rev=...)`."""
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+V1 = ["rapidocr-ppocr-mobile-v2-cls", "facenet-mtcnn-pnet"]
+V2_ADDED = "facenet-mtcnn-rnet"
+
+
+def digests(folder: Path) -> dict[str, str]:
+    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file() and not p.name.startswith(".")}
+
+
+@pytest.mark.slow
+def test_release_tags_pushes_and_dvc_gets_older_version(tmp_path, root, cache_dir):
+    work, fresh = tmp_path / "work", tmp_path / "fresh"
+    env = dict(os.environ, PYTHONPATH=str(work / "src"), CNN_FILTER_DB_CACHE=str(cache_dir),
+               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+               GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.org",
+               GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@example.org")
+
+    def run(*cmd, cwd=work, ok=True):
+        proc = subprocess.run(list(cmd), cwd=cwd, env=env, capture_output=True, text=True)
+        if ok:
+            assert proc.returncode == 0, f"{cmd}:\n{proc.stdout}\n{proc.stderr}"
+        return proc
+
+    cli = [sys.executable, "-m", "cnn_filter_db.cli"]
+    run("git", "clone", "--quiet", str(root), str(work), cwd=tmp_path)
+    for p in (work / "catalog" / "models").glob("*.yaml"):
+        if p.stem not in V1:
+            p.unlink()
+    run(*cli, "catalog", "index")
+    run("git", "add", "-A")
+    run("git", "commit", "-qm", "v0.1.0 catalog")
+
+    run("dvc", "repro")
+    refused = run(*cli, "release", ok=False)  # dvc.lock changed and is not committed
+    assert refused.returncode == 1 and "uncommitted" in (refused.stderr + refused.stdout).lower()
+    run("git", "commit", "-qam", "build v0.1.0")
+    out = run(*cli, "release").stdout
+    assert "tagged v0.1.0" in out
+    rel = work / "dist" / "cnn-filter-db"
+    v1 = digests(rel)
+    assert "manifest.json" in v1 and len([k for k in v1 if k.startswith("filters/")]) == 2
+    storage = tmp_path / "cnn-filter-db-storage"  # the default remote, beside the repository
+    assert storage.is_dir() and any(storage.rglob("*"))
+
+    # v0.2.0: one more model
+    run("git", "checkout", "v0.1.0~0", "--quiet")  # still on the tagged commit, detached
+    run("git", "checkout", "--quiet", "-")
+    run("git", "checkout", str(root_commit(root)), "--", f"catalog/models/{V2_ADDED}.yaml", ok=True) \
+        if False else (work / "catalog" / "models" / f"{V2_ADDED}.yaml").write_text(
+            (root / "catalog" / "models" / f"{V2_ADDED}.yaml").read_text())
+    params = yaml.safe_load((work / "params.yaml").read_text())
+    params["release"]["version"] = "0.2.0"
+    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(*cli, "catalog", "index")
+    run("dvc", "repro")
+    run("git", "add", "-A")
+    run("git", "commit", "-qm", "v0.2.0: add a model")
+    assert "tagged v0.2.0" in run(*cli, "release").stdout
+    assert run(*cli, "release", ok=False).returncode == 1  # the tag exists: versions are immutable
+    v2 = digests(rel)
+    assert v2 != v1 and f"filters/{V2_ADDED}/{V2_ADDED}-00000-of-00001.parquet" in v2
+
+    # a new clone, without any DVC cache of its own, gets v0.1.0 back from the remote
+    run("git", "clone", "--quiet", str(work), str(fresh), cwd=tmp_path)
+    run("dvc", "get", str(fresh), "dist/cnn-filter-db", "--rev", "v0.1.0", "-o", str(tmp_path / "got"), cwd=tmp_path)
+    assert digests(tmp_path / "got") == v1
+    import dvc.api
+
+    with dvc.api.open("dist/cnn-filter-db/manifest.json", repo=str(fresh), rev="v0.1.0", mode="rb") as fh:
+        assert hashlib.sha256(fh.read()).hexdigest() == v1["manifest.json"]
+    with dvc.api.open("dist/cnn-filter-db/manifest.json", repo=str(fresh), rev="v0.2.0", mode="rb") as fh:
+        assert hashlib.sha256(fh.read()).hexdigest() == v2["manifest.json"]
+
+
+def root_commit(root: Path) -> str:
+    return subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()

@@ -90,5 +90,6 @@ def load(entry: Entry, cache_dir: Path | None = None, **options) -> Loaded:
     try:
         convs = formats.read(path, entry.format, member=member_of(entry), sha256=entry.source.sha256)
     except CnnFilterDbError as exc:
-        raise type(exc)(f"{entry.model_id}: {exc}") from None
+        # readers name the file they read, here a cache path named by its hash: say where it came from
+        raise type(exc)(f"{entry.model_id}: " + str(exc).replace(str(path), source_uri(entry))) from None
     return Loaded(convs, entry.source.sha256, source_uri(entry), path)

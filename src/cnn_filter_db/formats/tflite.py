@@ -26,7 +26,7 @@ import numpy as np
 from ..errors import FormatError
 from . import register
 from .base import Conv, ModelConvs
-from .detect import mismatch_hint
+from .sniff import mismatch_hint
 
 _QUANTISED = {"INT8": np.int8, "UINT8": np.uint8, "INT16": np.int16}
 _FLOATS = {"FLOAT32": "<f4", "FLOAT16": "<f2", "FLOAT64": "<f8"}

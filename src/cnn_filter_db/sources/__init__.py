@@ -87,9 +87,10 @@ def load(entry: Entry, cache_dir: Path | None = None, **options) -> Loaded:
         convs, sha = train_entry(entry, cache_dir=cache_dir, **options)
         return Loaded(convs, sha, source_uri(entry))
     path = fetch_file(entry, cache_dir)
+    uri = source_uri(entry)
     try:
         convs = formats.read(path, entry.format, member=member_of(entry), sha256=entry.source.sha256)
     except CnnFilterDbError as exc:
-        # readers name the file they read, here a cache path named by its hash: say where it came from
-        raise type(exc)(f"{entry.model_id}: " + str(exc).replace(str(path), source_uri(entry))) from None
-    return Loaded(convs, entry.source.sha256, source_uri(entry), path)
+        # name the file as the user knows it, not by its place in the cache
+        raise type(exc)(f"{entry.model_id}: {str(exc).replace(str(path), uri)}") from None
+    return Loaded(convs, entry.source.sha256, uri, path)

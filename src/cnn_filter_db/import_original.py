@@ -23,6 +23,7 @@ import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 from . import config
@@ -91,9 +92,11 @@ def import_original(h5_path: Path, sha256: str, out_root: Path = Path("."), *,
     """
     import h5py
 
+    from .atomic import atomic_write_text
     from .extract import layers_of, model_row, write_filters, write_meta
-    from .formats.base import ModelConvs
-    from .formats.hdf5_original import model_column, model_convs, model_rows, read_meta
+    from .formats.base import Conv, ModelConvs
+    from .formats.hdf5_original import (filters_dataset, layer_shape, model_column, model_rows, placeholders,
+                                        read_meta)
     from .sources import Loaded
 
     h5_path = Path(h5_path).resolve()
@@ -123,6 +126,7 @@ def import_original(h5_path: Path, sha256: str, out_root: Path = Path("."), *,
 
     report = ImportReport()
     with h5py.File(h5_path, "r") as f:
+        ds = filters_dataset(f, h5_path)
         for original, data in entries.items():
             model_id = data["model_id"]
             target = entry_path(model_id, out_root)
@@ -132,20 +136,27 @@ def import_original(h5_path: Path, sha256: str, out_root: Path = Path("."), *,
             try:
                 entry = Entry.model_validate(data)
                 rows, max_depth = model_rows(df, original, h5_path)
-                convs = model_convs(f, rows, max_depth, h5_path, original)
-                layers = layers_of(model_id, convs)
+                by_name = {r.name: r for r in rows}
+                # The layer rows need only shapes: zero-stride views stand in for the weights,
+                # which are then read one layer at a time while the shards are written.
+                shells = [Conv(r.name, np.broadcast_to(np.float32(0), layer_shape(r, h5_path, original)),
+                               groups=None, level=r.level) for r in rows] + placeholders(rows, max_depth)
+                layers = layers_of(model_id, shells)
             except (CnnFilterDbError, ValueError) as exc:
                 report.failed.append((original, str(exc)))
                 continue
-            from .atomic import atomic_write_text
-
             atomic_write_text(target, render_entry(data))
             try:
-                loaded = Loaded(ModelConvs(convs, "hdf5-original", {"h5py": h5py.__version__}), sha256,
-                                data["source"]["url"], h5_path)
+                convs = ModelConvs([], "hdf5-original", {"h5py": h5py.__version__})
+                loaded = Loaded(convs, sha256, data["source"]["url"], h5_path)
                 model = model_row(entry, loaded, layers, out_root)
-                write_filters(release_dir / "filters" / model_id, model_id, layers)
+                write_filters(release_dir / "filters" / model_id, model_id,
+                              _stream(model_id, layers, by_name, ds, h5_path, original), n_rows=model["n_filters"])
                 write_meta(meta_dir / model_id, model, layers)
+            except CnnFilterDbError as exc:  # a bad range or NaN found while streaming: nothing kept
+                target.unlink(missing_ok=True)
+                report.failed.append((original, str(exc)))
+                continue
             except BaseException:
                 target.unlink(missing_ok=True)
                 raise
@@ -156,6 +167,19 @@ def import_original(h5_path: Path, sha256: str, out_root: Path = Path("."), *,
     if (out_root / config.MODELS_DIR).is_dir():
         write_index(out_root)
     return report
+
+
+def _stream(model_id, layers, by_name, ds, path, original):
+    """The layers with their real weights, read one at a time; NaN or inf stops the model."""
+    from .extract import Layer
+    from .formats.hdf5_original import read_layer
+
+    for layer in layers:
+        weight = read_layer(ds, by_name[layer.row["layer_name"]], path, original)
+        if not np.isfinite(weight).all():
+            bad = int((~np.isfinite(weight)).sum())
+            raise FormatError(f"{model_id}: layer {layer.row['layer_name']!r} holds {bad} NaN or infinite weights")
+        yield Layer(layer.row, weight)
 
 
 # --------------------------------------------------------------------------- mapping

@@ -194,28 +194,41 @@ def read_original(path: Path, member: str | None = None, sha256: str | None = No
     return ModelConvs(convs=convs, format="hdf5-original", framework_versions={"h5py": h5py.__version__})
 
 
-def model_convs(f, rows: list[_Row], max_depth: int, path: Path, model: str) -> list[Conv]:
-    """Read one model's layers, one filter range at a time (h5py slicing; memory: one layer)."""
+def filters_dataset(f, path: Path):
     ds = f["filters"] if "filters" in f else f["filter"]
     if ds.ndim not in (2, 3) or int(np.prod(ds.shape[1:])) != 9:
         raise FormatError(f"{path}: /filters has shape {ds.shape}, expected (N, 3, 3) or (N, 9)")
-    convs = []
-    for r in rows:
-        if r.stop > ds.shape[0]:
-            raise FormatError(f"{path}: model {model!r}: layer {r.name!r} needs filters up to {r.stop - 1}, "
-                              f"/filters has {ds.shape[0]} rows")
-        n = r.stop - r.start
-        if r.out_c and r.in_c and r.out_c * r.in_c == n:
-            shape = (r.out_c, r.in_c, 3, 3)
-        elif r.out_c and r.in_c:
-            raise FormatError(f"{path}: model {model!r}: layer {r.name!r} has {n} filters, but its channel "
-                              f"counts say {r.out_c} x {r.in_c}")
-        else:
-            shape = (1, n, 3, 3)
-        weight = np.asarray(ds[r.start:r.stop], dtype=np.float32).reshape(shape)
-        convs.append(Conv(r.name, weight, groups=None, level=r.level))
+    return ds
+
+
+def layer_shape(r: _Row, path: Path, model: str) -> tuple[int, int, int, int]:
+    """(out, in, 3, 3) from the table's channel counts, else (1, n, 3, 3)."""
+    n = r.stop - r.start
+    if r.out_c and r.in_c and r.out_c * r.in_c == n:
+        return (r.out_c, r.in_c, 3, 3)
+    if r.out_c and r.in_c:
+        raise FormatError(f"{path}: model {model!r}: layer {r.name!r} has {n} filters, but its channel "
+                          f"counts say {r.out_c} x {r.in_c}")
+    return (1, n, 3, 3)
+
+
+def read_layer(ds, r: _Row, path: Path, model: str) -> np.ndarray:
+    """One layer's filters as float32 (out, in, 3, 3): one h5py slice of /filters."""
+    if r.stop > ds.shape[0]:
+        raise FormatError(f"{path}: model {model!r}: layer {r.name!r} needs filters up to {r.stop - 1}, "
+                          f"/filters has {ds.shape[0]} rows")
+    return np.asarray(ds[r.start:r.stop], dtype=np.float32).reshape(layer_shape(r, path, model))
+
+
+def placeholders(rows: list[_Row], max_depth: int) -> list[Conv]:
+    """Empty 1x1 convs at the depths the release keeps no 3x3 layer of (see the module doc)."""
     held = {r.level for r in rows}
-    for d in range(max_depth + 1):
-        if d not in held:  # depth of a conv the release did not keep (1x1, 7x7, ...)
-            convs.append(Conv(f"<depth {d}>", np.zeros((0, 0, 1, 1), np.float32), groups=None, level=d))
-    return convs
+    return [Conv(f"<depth {d}>", np.zeros((0, 0, 1, 1), np.float32), groups=None, level=d)
+            for d in range(max_depth + 1) if d not in held]
+
+
+def model_convs(f, rows: list[_Row], max_depth: int, path: Path, model: str) -> list[Conv]:
+    """Read one model's layers, one filter range at a time (h5py slicing)."""
+    ds = filters_dataset(f, path)
+    convs = [Conv(r.name, read_layer(ds, r, path, model), groups=None, level=r.level) for r in rows]
+    return convs + placeholders(rows, max_depth)

@@ -46,6 +46,10 @@ ROW_GROUP_ROWS = 1_048_576  # about 75-100 MB uncompressed
 COMPRESSION = "zstd"
 COMPRESSION_LEVEL = 1  # measured: faster than 3 and no larger on real weights (30.5 B/filter)
 
+#: Hugging Face Hub source: seconds to wait for the file's metadata (huggingface_hub does not
+#: retry that request, so an unreachable Hub fails within about this long).
+HF_METADATA_TIMEOUT_S = 5
+
 #: model ids: lower-case, file-name safe.
 MODEL_ID_PATTERN = r"^[a-z0-9][a-z0-9._-]{1,80}$"
 

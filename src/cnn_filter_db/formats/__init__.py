@@ -12,31 +12,44 @@ from typing import Callable
 from ..errors import FormatError
 from .base import Conv, ModelConvs
 
-#: format name -> reader(path) -> ModelConvs. Filled by the format modules on import.
-READERS: dict[str, Callable[[Path], ModelConvs]] = {}
+#: format name -> reader(path, **options) -> ModelConvs. Filled by the format modules on import.
+READERS: dict[str, Callable[..., ModelConvs]] = {}
+#: format name -> the options its reader accepts (see :func:`read`).
+READER_OPTIONS: dict[str, frozenset[str]] = {}
 
 
-def register(name: str):
+def register(name: str, options: tuple[str, ...] = ()):
+    """Register a reader; ``options`` names the keyword options of :func:`read` it takes."""
     def deco(fn):
         READERS[name] = fn
+        READER_OPTIONS[name] = frozenset(options)
         return fn
 
     return deco
 
 
-def read(path: Path, fmt: str) -> ModelConvs:
-    """Read ``path`` as format ``fmt``; a clear :class:`FormatError` names the file otherwise."""
+def read(path: Path, fmt: str, *, member: str | None = None, sha256: str | None = None) -> ModelConvs:
+    """Read ``path`` as format ``fmt``; a clear :class:`FormatError` names the file otherwise.
+
+    ``member`` selects one model of a file that holds several (the ``hdf5-original`` release);
+    formats of one model refuse it. ``sha256`` is the pinned hash of the file, passed to
+    readers that must check it before reading anything unsafe; others ignore it.
+    """
     _load_all()
     if fmt not in READERS:
         raise FormatError(f"{path}: format {fmt!r} is not supported; expected one of {sorted(READERS)}")
-    return READERS[fmt](Path(path))
+    accepted = READER_OPTIONS.get(fmt, frozenset())
+    if member is not None and "member" not in accepted:
+        raise FormatError(f"{path}: format {fmt!r} holds one model; a member ({member!r}) cannot be selected")
+    options = {k: v for k, v in (("member", member), ("sha256", sha256)) if k in accepted}
+    return READERS[fmt](Path(path), **options)
 
 
 def _load_all() -> None:
     # Imported lazily so that `import cnn_filter_db` stays cheap and optional readers
     # (keras, tflite) only need their dependencies when used.
     from . import onnx, torch  # noqa: F401
-    for optional in ("safetensors", "keras", "tflite"):
+    for optional in ("safetensors", "keras", "tflite", "hdf5_original"):
         try:
             __import__(f"{__name__}.{optional}")
         except ModuleNotFoundError as exc:

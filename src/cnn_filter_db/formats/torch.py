@@ -7,11 +7,10 @@ import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
-import numpy as np
-
 from ..errors import FormatError
 from . import register
-from .base import Conv, ModelConvs
+from .base import ModelConvs
+from .state_dict import state_dict_convs  # noqa: F401  (shared with safetensors; re-exported)
 
 # Keys under which training scripts commonly nest the state dict.
 _NESTED_KEYS = ("state_dict", "model_state_dict", "model", "net", "network", "params")
@@ -35,8 +34,18 @@ def read_state_dict_file(path: Path) -> ModelConvs:
     tensors = flatten_state_dict(obj)
     if not tensors:
         raise FormatError(f"{path}: the PyTorch file holds no tensors (expected a state dict)")
-    convs = state_dict_convs({k: v.detach().cpu().float().numpy() for k, v in tensors.items()})
+    convs = state_dict_convs({k: _to_numpy(v) for k, v in tensors.items()}, str(path))
     return ModelConvs(convs=convs, format="pytorch", framework_versions={"torch": torch.__version__})
+
+
+def _to_numpy(t):
+    """float32 for floating tensors (bf16 and fp8 included) and for torch-quantised ones (dequantised
+    with their own scales); other dtypes keep theirs, so that plain integer conv weights are refused
+    by :func:`state_dict_convs` instead of read as numbers they are not."""
+    t = t.detach().cpu()
+    if t.is_quantized:
+        t = t.dequantize()
+    return t.float().numpy() if t.is_floating_point() else t.numpy()
 
 
 def _check_torch_file(path: Path) -> None:
@@ -83,17 +92,3 @@ def _strip_module(key: str) -> str:
     while key.startswith("module."):
         key = key[len("module."):]
     return key
-
-
-def state_dict_convs(tensors: Mapping[str, np.ndarray]) -> list[Conv]:
-    """The 2-D convolutions of a state dict: every 4-D ``weight`` tensor, in stored order.
-
-    A state dict records neither groups nor the graph, so ``groups`` is None and the level
-    is the order in the dict (SPEC.md section 4).
-    """
-    convs = []
-    for key, value in tensors.items():
-        if value.ndim == 4 and (key == "weight" or key.endswith(".weight") or key.endswith("_weight")):
-            convs.append(Conv(name=key.removesuffix(".weight"), weight=np.asarray(value, dtype=np.float32),
-                              groups=None, level=len(convs)))
-    return convs

@@ -41,6 +41,18 @@ def source_uri(entry: Entry) -> str:
     return f"train://{entry.model_id}"
 
 
+def member_of(entry: Entry) -> str | None:
+    """The model inside a multi-model file, named by a ``#model=...`` fragment of a url source
+    (the ``hdf5-original`` release holds hundreds of models in one file)."""
+    if entry.source.kind != "url":
+        return None
+    import urllib.parse
+
+    fragment = urllib.parse.urlparse(entry.source.url).fragment
+    values = urllib.parse.parse_qs(fragment).get("model")
+    return values[0] if values else None
+
+
 def fetch_file(entry: Entry, cache_dir: Path | None = None) -> Path:
     """The entry's weights file in the cache, fetched and checked against its sha256."""
     from .cache import Cache
@@ -77,7 +89,7 @@ def load(entry: Entry, cache_dir: Path | None = None, **options) -> Loaded:
     path = fetch_file(entry, cache_dir)
     uri = source_uri(entry)
     try:
-        convs = formats.read(path, entry.format)
+        convs = formats.read(path, entry.format, member=member_of(entry), sha256=entry.source.sha256)
     except CnnFilterDbError as exc:
         # name the file as the user knows it, not by its place in the cache
         raise type(exc)(f"{entry.model_id}: {str(exc).replace(str(path), uri)}") from None

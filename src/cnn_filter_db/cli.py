@@ -205,6 +205,20 @@ def _validator(args):
     return lambda release_dir: validate_release(release_dir, params=params)
 
 
+def cmd_import_original(args) -> int:
+    from .import_original import import_original
+
+    r = import_original(Path(args.path), args.sha256, args.root, models=args.model or None,
+                        unknown_labels="fallback" if args.fallback_labels else "error",
+                        force=args.force, progress=True)
+    for m in r.skipped:
+        print(f"kept existing entry {m} (use --force)")
+    for orig, problem in r.failed:
+        print(f"FAILED {orig}: {problem}", file=sys.stderr)
+    print(f"imported {len(r.imported)} models, {sum(x['n_filters'] for x in r.imported):,} filters")
+    return 1 if r.failed else 0
+
+
 # --------------------------------------------------------------------------- parser
 
 def build_parser() -> argparse.ArgumentParser:
@@ -252,6 +266,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", type=Path, default=None)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_fetch)
+
+    p = sub.add_parser("import-original", help="import the CVPR 2022 release (HDF5) as catalog entries and shards")
+    p.add_argument("path", help="the release's .h5 file")
+    p.add_argument("--sha256", required=True,
+                   help="pinned sha256 of the file: its /meta table is pickled by pandas, so it is read "
+                        "only from the file with this hash")
+    p.add_argument("--model", action="append", help="import only this original model (repeatable)")
+    p.add_argument("--fallback-labels", action="store_true",
+                   help="map labels missing from the vocabulary to 'other'/'unknown' instead of stopping")
+    p.add_argument("--force", action="store_true", help="overwrite existing entries")
+    p.set_defaults(func=cmd_import_original)
 
     p = sub.add_parser("gather", help="write the layers and models tables from extracted metadata")
     build_args(p)

@@ -1,0 +1,43 @@
+"""The command line: every command answers --help; errors are one clear line, exit 1."""
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+
+import pytest
+
+from cnn_filter_db.cli import build_parser
+
+
+def commands(parser: argparse.ArgumentParser, prefix=()):
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield prefix + (name,)
+                yield from commands(sub, prefix + (name,))
+
+
+ALL = list(commands(build_parser()))
+
+
+def test_spec_commands_exist():
+    names = {" ".join(c) for c in ALL}
+    assert {"catalog validate", "catalog add", "catalog check", "catalog index", "extract",
+            "release", "publish", "import-original"} <= names
+
+
+@pytest.mark.parametrize("cmd", ALL, ids=" ".join)
+def test_help(cmd, capsys):
+    with pytest.raises(SystemExit) as info:
+        build_parser().parse_args([*cmd, "--help"])
+    assert info.value.code == 0
+    assert f"usage: cnn-filter-db {' '.join(cmd)}" in capsys.readouterr().out.replace("\n", " ").replace("  ", " ")
+
+
+def test_error_is_one_clear_line(tmp_path, root):
+    proc = subprocess.run([sys.executable, "-m", "cnn_filter_db.cli", "--root", str(root), "extract",
+                           "no-such-model"], capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        f"error: {root}/catalog/models/no-such-model.yaml: -: file not found"]

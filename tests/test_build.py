@@ -3,6 +3,7 @@ last good output."""
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import subprocess
 import sys
@@ -156,3 +157,19 @@ def sources_file(entry, cache_dir):
     from cnn_filter_db import sources
 
     return sources.fetch_file(entry, cache_dir)
+
+
+def test_cache_rehashes_only_changed_files(tmp_path):
+    import io
+
+    from cnn_filter_db.sources.cache import Cache
+
+    cache = Cache(tmp_path)
+    data = b"weights" * 1000
+    sha = hashlib.sha256(data).hexdigest()
+    p = cache.put_stream(io.BytesIO(data), sha, "test")
+    assert cache.get(sha) == p
+    # same size, new content and a new mtime: the sidecar no longer matches, so it is re-hashed and dropped
+    p.write_bytes(b"x" * len(data))
+    os.utime(p, ns=(p.stat().st_atime_ns, p.stat().st_mtime_ns + 10**9))
+    assert cache.get(sha) is None and not p.exists()

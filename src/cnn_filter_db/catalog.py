@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from . import config
 from .errors import CatalogError
+from .hashing import sha256_file
 
 SHA256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$", description="sha256 of the file, 64 lower-case hex digits")]
 #: Fields whose values must come from catalog/vocabulary.yaml, and the vocabulary list they use.
@@ -203,19 +204,11 @@ def load_catalog(root: Path = Path(".")) -> list[Entry]:
     return entries
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def catalog_sha256(root: Path = Path(".")) -> str:
     """sha256 over the sorted (file name, file sha256) pairs of every entry and the vocabulary."""
     h = hashlib.sha256()
     for path in entry_files(root) + [Path(root) / config.VOCABULARY_FILE]:
-        h.update(f"{path.name}\0{file_sha256(path)}\n".encode())
+        h.update(f"{path.name}\0{sha256_file(path)}\n".encode())
     return h.hexdigest()
 
 

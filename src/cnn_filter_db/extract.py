@@ -12,7 +12,8 @@ import pyarrow.parquet as pq
 
 from . import config, shards
 from .atomic import atomic_dir
-from .catalog import Entry, entry_path, file_sha256
+from .catalog import Entry, entry_path
+from .hashing import sha256_file
 from .errors import FormatError
 from .formats.base import Conv
 
@@ -124,7 +125,7 @@ def model_row(entry: Entry, loaded, layers: list[Layer], root: Path = Path("."))
         "validation_accuracy": loaded.validation_accuracy,
         "n_layers": len(layers),
         "n_filters": sum(layer.row["n_filters"] for layer in layers),
-        "catalog_sha256": file_sha256(entry_path(entry.model_id, root)),
+        "catalog_sha256": sha256_file(entry_path(entry.model_id, root)),
         "framework_versions": json.dumps(loaded.convs.framework_versions, sort_keys=True),
     }
 

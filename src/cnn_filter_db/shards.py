@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 
 from . import config
 from .atomic import atomic_dir, atomic_file
+from .hashing import sha256_file  # noqa: F401  (re-exported: shards.sha256_file)
 
 FILTERS_SCHEMA = pa.schema([
     pa.field("model_id", pa.string(), nullable=False),
@@ -198,14 +199,6 @@ def write_table_dir(table: pa.Table, directory: Path, prefix: str = "train") -> 
 
 
 # --------------------------------------------------------------------------- manifest
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
 
 def list_shards(release_dir: Path) -> list[Path]:
     """Every Parquet shard of a release folder, sorted by relative path."""

@@ -22,7 +22,6 @@ than wrong). ``groups`` is not recorded (None).
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import re
@@ -31,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..hashing import sha256_file
 from ..errors import FormatError
 from . import register
 from .base import Conv, ModelConvs
@@ -48,11 +48,7 @@ def sha256_of(path: Path) -> str:
     st = os.stat(path)
     key = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
     if key not in _verified:
-        h = hashlib.sha256()
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 22), b""):
-                h.update(block)
-        _verified[key] = h.hexdigest()
+        _verified[key] = sha256_file(path)
     return _verified[key]
 
 

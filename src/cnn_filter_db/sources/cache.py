@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ..errors import SourceError
+from ..hashing import sha256_file  # noqa: F401  (re-exported)
 
 
 class Cache:
@@ -18,14 +19,35 @@ class Cache:
         return self.root / "sha256" / sha256[:2] / sha256
 
     def get(self, sha256: str) -> Path | None:
-        """The cached file, if present and still matching its hash (else it is dropped)."""
+        """The cached file, if present and still matching its hash (else it is dropped).
+
+        A file is re-hashed only when its size or modification time changed since it was
+        last verified (recorded in a ``.verified`` sidecar): a 100 GB file is not read again
+        on every use.
+        """
         p = self.path(sha256)
         if not p.exists():
             return None
+        if self._stamp_path(p).exists() and self._stamp_path(p).read_text() == self._stamp(p):
+            return p
         if sha256_file(p) != sha256:
             p.unlink()
+            self._stamp_path(p).unlink(missing_ok=True)
             return None
+        self._mark_verified(p)
         return p
+
+    @staticmethod
+    def _stamp_path(p: Path) -> Path:
+        return p.with_name(p.name + ".verified")
+
+    @staticmethod
+    def _stamp(p: Path) -> str:
+        st = p.stat()
+        return f"{st.st_size} {st.st_mtime_ns}"
+
+    def _mark_verified(self, p: Path) -> None:
+        self._stamp_path(p).write_text(self._stamp(p))
 
     def put_stream(self, stream: BinaryIO, sha256: str | None, what: str) -> Path:
         """Copy ``stream`` into the cache, checking its sha256 before it becomes visible.
@@ -46,14 +68,7 @@ class Cache:
             target = self.path(got)
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(tmp, target)
+            self._mark_verified(target)
         finally:
             Path(tmp).unlink(missing_ok=True)
         return target
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()

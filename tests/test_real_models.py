@@ -6,12 +6,15 @@ baselines' counts are recomputed independently from the nn.Module.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from cnn_filter_db import catalog, extract, sources
+from cnn_filter_db import catalog, extract, shards, sources
 
-ROOT_ENTRIES = catalog.load_catalog(__import__("pathlib").Path(__file__).resolve().parents[1])
+ROOT = Path(__file__).resolve().parents[1]
+ROOT_ENTRIES = catalog.load_catalog(ROOT)
 
 # model_id -> (3x3 layers, 3x3 filters, of which depthwise), SPEC.md section 7
 SPEC_COUNTS = {
@@ -73,6 +76,14 @@ def test_catalog_entry_extracts_expected_counts(entry, cache_dir):
         assert set(loaded.convs.framework_versions) == {"torch", "timm"}
     else:
         assert loaded.weights_sha256 == entry.source.sha256
+    # the models-table row carries the entry's metadata and the counts just measured
+    row = extract.model_row(entry, loaded, layers, ROOT)
+    assert set(row) == set(shards.MODELS_SCHEMA.names)
+    for key in ("name", "architecture", "family", "task", "visual_category", "training_dataset",
+                "pretraining_dataset", "trained", "license", "training_data_license", "format"):
+        assert row[key] == getattr(entry, key), key
+    assert (row["n_layers"], row["n_filters"]) == (n_layers, n_filters)
+    assert row["source_kind"] == entry.source.kind and row["source_uri"] == sources.source_uri(entry)
 
 
 def test_grayscale_first_convs_are_dense(cache_dir, root):

@@ -12,6 +12,7 @@ import sys
 import yaml
 
 from cnn_filter_db import config
+from cnn_filter_db.errors import CnnFilterDbError
 from cnn_filter_db.validate import validate_release
 
 
@@ -23,7 +24,11 @@ def main(argv: list[str] | None = None) -> int:
         params = dict((yaml.safe_load(fh) or {}).get("validate") or {})
     release_dir = params.pop("release_dir", str(config.RELEASE_DIR))
     reports_dir = params.pop("reports_dir", str(config.VALIDATION_REPORTS_DIR))
-    result = validate_release(release_dir, reports_dir, params)
+    try:
+        result = validate_release(release_dir, reports_dir, params)
+    except (CnnFilterDbError, FileNotFoundError) as exc:
+        print(f"validate: {exc}", file=sys.stderr)
+        return 2
     print(result.summary())
     return 0 if result.success else 1
 

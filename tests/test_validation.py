@@ -313,3 +313,52 @@ def test_stage_exits_non_zero_with_summary(copy_release, tmp_path):
     assert len(proc.stdout.splitlines()) < 15 and len(proc.stderr.splitlines()) < 5, proc.stdout + proc.stderr
     assert json.loads((reports / "metrics.json").read_text())["success"] is False
     assert not (reports / "data_docs").exists()
+
+
+# --------------------------------------------------------------------------- the streaming scan
+
+def split_shard(release: Path, model_id: str, at: int, overlap: int = 0) -> None:
+    """Rewrite a model's rows as two shards, the second starting ``overlap`` rows early."""
+    folder = release / "filters" / model_id
+    paths = sorted(folder.glob("*.parquet"))
+    table = pa.concat_tables([pq.read_table(p) for p in paths])
+    for p in paths:
+        p.unlink()
+    opts = shards.parquet_options(shards.FILTERS_SCHEMA)
+    for i, part in enumerate([table.slice(0, at), table.slice(at - overlap)]):
+        pq.write_table(part.cast(shards.FILTERS_SCHEMA), folder / shards.shard_name(model_id, i, 2), **opts)
+
+
+def test_order_runs_on_across_shards(copy_release):
+    release = copy_release()
+    split_shard(release, MODEL, ROW)
+    assert validate(release).success
+    split_shard(release, MODEL, ROW + 100, overlap=1)  # the first row of shard 1 repeats shard 0's last
+    table = pq.read_table(sorted((release / "filters" / MODEL).glob("*.parquet"))[0])
+    assert_only(validate(release), "filters", "duplicate_keys", key_of(table, len(table) - 1))
+
+
+def test_scan_counts_do_not_depend_on_batch_size(copy_release):
+    """Batch boundaries (the previous key carried over) change nothing, and the per-row
+    fallback for many short runs (shuffled rows) finds the same maxima and non-finite rows."""
+    from cnn_filter_db.filter_scan import FilterScan
+    from cnn_filter_db.validate import layer_shapes
+
+    release = copy_release()
+    path = shard_of(release, MODEL)
+    rewrite_shard(path, lambda t: with_weights(
+        pa.concat_tables([t.slice(0, ROW + 1), t.slice(ROW, len(t) - ROW)]),  # a duplicate
+        np.where(np.arange(len(t) + 1)[:, None] == 2 * ROW, np.inf, weights_of(t)[np.r_[0:ROW + 1, ROW:len(t)]])))
+    shapes = layer_shapes(pq.read_table(release / "layers").to_pandas())
+    frames = [FilterScan(shapes, batch_rows=b).add_model_dir(path.parent).frame() for b in (1 << 18, 999, 64)]
+    cols = ["rows", "non_finite", "duplicate_keys", "unordered_keys", "missing_keys", "max_abs", "out_channel_max"]
+    for f in frames[1:]:
+        assert f[cols].equals(frames[0][cols])
+    assert frames[0]["duplicate_keys"].sum() == 1 and frames[0]["non_finite"].sum() == 1
+
+    rng = np.random.default_rng(0)
+    rewrite_shard(path, lambda t: t.take(rng.permutation(len(t))))
+    shuffled = FilterScan(shapes).add_model_dir(path.parent).frame()
+    assert shuffled["unordered_keys"].sum() > 0
+    for c in ("rows", "non_finite", "max_abs"):
+        assert np.allclose(shuffled[c], frames[0][c], equal_nan=True), c

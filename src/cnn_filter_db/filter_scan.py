@@ -2,8 +2,8 @@
 
 Great Expectations on a pandas frame of every filter does not fit in memory for a billion
 filters, so the ``filters`` suite runs on this per-layer summary instead. The pass reads
-one row group at a time: memory is bounded by the row-group size, not by the number of
-filters, and nothing here trusts the manifest.
+row group by row group, in batches of BATCH_ROWS rows: memory is bounded by the row-group
+size, not by the number of filters, and nothing here reads the manifest.
 
 Within a model, rows are sorted by (layer_id, out_channel, in_channel) (SPEC.md section
 4), so uniqueness and completeness are checked by comparing each row with the previous
@@ -35,15 +35,59 @@ _MAX = {"max_abs", "out_channel_max", "in_channel_max"}
 
 Key = tuple[str, int]
 
+#: Rows decoded at a time. The reader goes row group by row group; a slice of a row group
+#: keeps the numpy temporaries (a dozen arrays a row) small and in cache.
+BATCH_ROWS = 1 << 18
+
 
 def _ints(column: pa.ChunkedArray) -> np.ndarray:
     """An integer key column as int64 (nulls, possible only in a malformed shard, as -1)."""
     return pc.fill_null(column, -1).to_numpy().astype(np.int64, copy=False)
 
 
-def _signed_diff(a: np.ndarray, first: int) -> np.ndarray:
-    """sign(a[i] - a[i-1]) with a[-1] = first."""
-    return np.sign(np.diff(a, prepend=first))
+_ONES9 = np.ones(9, dtype=np.float32)
+_BITS = 21  # channel and layer indices below 2**21 pack into one int64 key
+
+
+def _compare_with_previous(model, layer, out, inn, prev: tuple | None) -> np.ndarray:
+    """For each row, the sign of (its key - the previous row's key): 0 a duplicate, -1 out
+    of order. The first row compares with ``prev`` (the last row of the previous batch);
+    a change of model starts a new sequence (+1)."""
+    p_model, p_layer, p_out, p_in = prev if prev is not None else (-2, 0, 0, 0)
+    lo = min(layer.min(), out.min(), inn.min(), p_layer, p_out, p_in)
+    hi = max(layer.max(), out.max(), inn.max(), p_layer, p_out, p_in)
+    if lo >= 0 and hi < (1 << _BITS):  # the usual case: one packed key, one difference
+        key = (layer << (2 * _BITS)) | (out << _BITS) | inn
+        cmp = np.sign(np.diff(key, prepend=(p_layer << (2 * _BITS)) | (p_out << _BITS) | p_in))
+    else:  # corrupt indices (negative or huge): compare field by field
+        d_layer, d_out, d_in = (np.sign(np.diff(a, prepend=p)) for a, p in ((layer, p_layer), (out, p_out), (inn, p_in)))
+        cmp = np.where(d_layer != 0, d_layer, np.where(d_out != 0, d_out, d_in))
+    cmp[np.diff(model, prepend=p_model) != 0] = 1
+    return cmp
+
+
+def _weight_stats(w: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: does it hold a NaN or an inf. Per run of rows: max |w| over finite weights."""
+    n = len(w)
+    # a row sum is non-finite when the row holds a NaN or an inf (or when huge finite values
+    # overflow: the few suspects are checked exactly); a matrix-vector product is fast
+    suspect = np.flatnonzero(~np.isfinite(w @ _ONES9))
+    non_finite = np.zeros(n, dtype=bool)
+    if len(suspect):
+        non_finite[suspect] = ~np.isfinite(w[suspect]).all(axis=1)
+    bounds = np.append(starts, n)
+    if len(starts) > max(16, n >> 10):  # many short runs (unsorted data): per-row maxima
+        finite_abs = np.abs(np.where(np.isfinite(w), w, 0))
+        return non_finite, np.maximum.reduceat(finite_abs.max(axis=1), starts).astype(np.float64)
+    run_max = np.empty(len(starts))
+    for j in range(len(starts)):
+        block = w[bounds[j]:bounds[j + 1]]
+        m = max(float(block.max()), -float(block.min()))  # whole-block reductions: vectorised
+        if not np.isfinite(m):
+            finite = block[np.isfinite(block)]
+            m = float(np.abs(finite).max()) if finite.size else -np.inf
+        run_max[j] = m
+    return non_finite, run_max
 
 
 class FilterScan:
@@ -61,8 +105,9 @@ class FilterScan:
     >>> scan.add_model_dir(Path("dist/cnn-filter-db/filters/m")).frame()
     """
 
-    def __init__(self, shapes: Mapping[Key, tuple[int, int]]):
+    def __init__(self, shapes: Mapping[Key, tuple[int, int]], batch_rows: int = BATCH_ROWS):
         self.shapes = dict(shapes)
+        self.batch_rows = batch_rows
         self.counts_: dict[Key, np.ndarray] = {}
         self.extrema_: dict[Key, np.ndarray] = {}
         self.shards_ = 0
@@ -88,7 +133,7 @@ class FilterScan:
         return self
 
     def add_shard(self, path: Path, model_id: str, prev: tuple | None = None) -> tuple | None:
-        """Scan one shard row group by row group; returns the last key, for the next shard.
+        """Scan one shard, batch by batch; returns the last key, for the next shard.
 
         A shard whose schema is not FILTERS_SCHEMA still has its keys checked, but all its
         rows count as malformed and their weights are not read.
@@ -104,13 +149,17 @@ class FilterScan:
             raise FormatError(f"{path}: filter shard without the key columns {sorted(missing)}")
         columns = [f.name for f in FILTERS_SCHEMA] if well_formed else ["model_id", "layer_id", "out_channel", "in_channel"]
         folder_code = self._code(model_id)
-        for i in range(pf.num_row_groups):
+        batches = pf.iter_batches(batch_size=self.batch_rows, columns=columns, use_threads=False)
+        while True:
             try:
-                table = pf.read_row_group(i, columns=columns)
+                batch = next(batches, None)
             except (OSError, pa.ArrowException) as exc:
-                raise FormatError(f"{path}: row group {i} cannot be read: {exc}") from exc
-            prev = self._add_table(table, folder_code, prev, well_formed)
+                raise FormatError(f"{path}: cannot be read: {exc}") from exc
+            if batch is None:
+                break
+            prev = self._add_table(pa.Table.from_batches([batch]), folder_code, prev, well_formed)
         self.shards_ += 1
+        pa.default_memory_pool().release_unused()  # keep the footprint flat from shard to shard
         return prev
 
     def _add_table(self, table: pa.Table, folder_code: int, prev: tuple | None, well_formed: bool) -> tuple | None:
@@ -125,31 +174,21 @@ class FilterScan:
         model = lut[_ints(mid.indices)]  # a null model_id maps to -1 (the lut's last entry)
         layer, out, inn = (_ints(table.column(c)) for c in ("layer_id", "out_channel", "in_channel"))
 
-        # |w|: one reduction a row; NaN and inf propagate, so non-finite rows fall out for free
-        if well_formed:
-            w = table.column("weights").combine_chunks().flatten().to_numpy().reshape(n, 9)
-            rowmax = np.maximum(w.max(axis=1), -w.min(axis=1))
-            non_finite = ~np.isfinite(rowmax)
-            if non_finite.any():  # max |w| over the finite weights of those rows only
-                bad = w[non_finite]
-                rowmax[non_finite] = np.where(np.isfinite(bad), np.abs(bad), 0).max(axis=1)
-        else:
-            rowmax = np.full(n, -np.inf, dtype=np.float32)
-            non_finite = np.zeros(n, dtype=bool)
+        # order: compare each row with the previous one (sign of the key difference)
+        cmp = _compare_with_previous(model, layer, out, inn, prev)
 
-        # order: compare each row with the previous one, lexicographically on the key
-        p_model, p_layer, p_out, p_in = prev if prev is not None else (-2, 0, 0, 0)
-        d_layer = _signed_diff(layer, p_layer)
-        d_out = _signed_diff(out, p_out)
-        d_in = _signed_diff(inn, p_in)
-        cmp = np.where(d_layer != 0, d_layer, np.where(d_out != 0, d_out, d_in))
-        cmp[np.diff(model, prepend=p_model) != 0] = 1  # another model starts a new sequence
-
-        # runs of one (model, layer); sorted data has one run a layer in the row group
+        # runs of one (model, layer); sorted data has one run a layer in the batch
         starts = np.flatnonzero(np.diff(model, prepend=model[0] - 1) | np.diff(layer, prepend=layer[0] - 1))
         lengths = np.diff(np.append(starts, n))
+        if well_formed:
+            w = table.column("weights").combine_chunks().flatten().to_numpy().reshape(n, 9)
+            non_finite, run_max = _weight_stats(w, starts)
+        else:  # weights not read: nothing to count, and no max (-inf becomes null)
+            non_finite, run_max = np.zeros(n, dtype=bool), np.full(len(starts), -np.inf)
+
         run_key = (model[starts] << 32) | (layer[starts] & 0xFFFFFFFF)
-        ukeys, first, inv = np.unique(run_key, return_index=True, return_inverse=True)
+        _, first, inv = np.unique(run_key, return_index=True, return_inverse=True)
+        inv = inv.reshape(-1)
         keys = [(self._model_names[m] if m >= 0 else "", int(l))
                 for m, l in zip(model[starts][first], layer[starts][first])]
         grid = np.array([self.shapes.get(k, (-1, -1)) for k in keys], dtype=np.int64).reshape(-1, 2)
@@ -170,10 +209,11 @@ class FilterScan:
             np.full(nk, 0) if well_formed else np.bincount(inv, weights=lengths, minlength=nk).astype(np.int64),
         ], axis=1)
         extrema = np.full((nk, len(EXTREMA)), np.nan)
-        for j, (name, values) in enumerate(zip(EXTREMA, (rowmax, out, out, inn, inn))):
+        for j, (name, values) in enumerate(zip(EXTREMA, (None, out, out, inn, inn))):
             ufunc = np.maximum if name in _MAX else np.minimum
+            per_run = run_max if values is None else ufunc.reduceat(values, starts)
             acc = np.full(nk, -np.inf if name in _MAX else np.inf)
-            ufunc.at(acc, inv, ufunc.reduceat(values, starts).astype(np.float64))
+            ufunc.at(acc, inv, per_run.astype(np.float64))
             extrema[:, j] = acc
         for k, c, e in zip(keys, counts, extrema):
             if k in self.counts_:

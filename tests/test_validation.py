@@ -362,3 +362,31 @@ def test_scan_counts_do_not_depend_on_batch_size(copy_release):
     assert shuffled["unordered_keys"].sum() > 0
     for c in ("rows", "non_finite", "max_abs"):
         assert np.allclose(shuffled[c], frames[0][c], equal_nan=True), c
+
+
+def test_release_stage_checks_the_manifest_only(copy_release, tmp_path):
+    release = copy_release()
+    with pytest.raises(FileNotFoundError, match="manifest.json"):
+        validate(release, tables=["manifest"], require_manifest=True)
+    manifest = write_manifest(release)
+    manifest["fingerprint"] = "f" * 64
+    shards.write_manifest(release, manifest)
+    reports = tmp_path / "reports"
+    result = validate(release, reports_dir=reports, tables=["manifest"], require_manifest=True,
+                      params={"data_docs": False})
+    assert list(result.tables) == ["manifest"]
+    assert problems(result) == {("manifest", "fingerprint_recorded")}, result.summary()
+    recomputed = shards.fingerprint(shards.sha256_file(p) for p in shards.list_shards(release))
+    assert f"observed [\"{'f' * 64}\"]" in result.summary() and recomputed in result.summary()
+    assert sorted(p.name for p in reports.iterdir()) == ["manifest.json", "metrics.json"]
+
+
+def test_missing_column_is_reported_not_raised(copy_release):
+    release = copy_release()
+    (path,) = sorted((release / "models").glob("*.parquet"))
+    pq.write_table(pq.read_table(path).drop_columns(["license"]), path)
+    result = validate(release)
+    assert {t for t, _ in problems(result)} == {"models"}
+    assert ("models", "table") in problems(result) and ("models", "license") in problems(result)
+    assert '"missing columns": ["license"]' in result.summary()
+    assert 'The column "license" in BatchData does not exist' in result.summary()

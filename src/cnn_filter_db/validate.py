@@ -78,16 +78,17 @@ class Failure:
     element_count: int | None = None
     examples: list[dict] = field(default_factory=list)
     observed: Any = None
+    expected: dict | None = None
     exception: str | None = None
 
     def lines(self) -> list[str]:
         what = f"{self.description} [{self.expectation}({self.column})]"
         if self.exception:
             return [f"    x {what}: raised {self.exception}"]
-        if self.unexpected_count is not None:
+        if self.unexpected_count is not None and self.element_count is not None:
             head = f"    x {what}: {self.unexpected_count:,} of {self.element_count:,} rows"
-        else:
-            head = f"    x {what}: observed {_short(self.observed)}"
+        else:  # a table- or column-level expectation: what was seen against what was expected
+            head = f"    x {what}: observed {_short(self.observed)}, expected {_short(self.expected)}"
         return [head] + [f"        {_format_example(e)}" for e in self.examples]
 
 
@@ -307,13 +308,29 @@ def _column_of(kwargs: dict) -> str:
     return "table"
 
 
+def _exception_message(info: dict) -> str | None:
+    """GX reports an exception either flat or keyed by the metric that raised it."""
+    if info.get("raised_exception"):
+        return info.get("exception_message")
+    messages = [v.get("exception_message") for v in info.values() if isinstance(v, dict)]
+    return "; ".join(sorted({m for m in messages if m})) or None
+
+
+def _observed(res: dict) -> Any:
+    mismatched = (res.get("details") or {}).get("mismatched")
+    if isinstance(mismatched, dict) and mismatched.get("missing"):
+        return {"missing columns": mismatched["missing"]}
+    if res.get("observed_value") is not None:
+        return res["observed_value"]
+    return res.get("partial_unexpected_list")  # set expectations list what they saw there
+
+
 def _failure(table: str, r, keys: list[str]) -> Failure:
     cfg = r.expectation_config
     kwargs = cfg.kwargs
     column = _column_of(kwargs)
     res = r.result or {}
-    exc = r.exception_info or {}
-    raised = exc.get("exception_message") if exc.get("raised_exception") else None
+    raised = _exception_message(r.exception_info or {})
     examples = []
     for item in (res.get("unexpected_index_list") or [])[:MAX_EXAMPLES]:
         # the keys first, then the offending value(s); skip columns that only repeat a key
@@ -322,7 +339,9 @@ def _failure(table: str, r, keys: list[str]) -> Failure:
     return Failure(table=table, expectation=cfg.type, column=column,
                    description=cfg.description or cfg.type, exception=raised,
                    unexpected_count=res.get("unexpected_count"), element_count=res.get("element_count"),
-                   examples=examples, observed=res.get("observed_value"))
+                   examples=examples,
+                   observed=_observed(res),
+                   expected={k: v for k, v in kwargs.items() if k not in ("batch_id", "column", "column_list")})
 
 
 def _run(context, table: str, suite_module: ModuleType, frame: pd.DataFrame, vocabulary: dict,
@@ -349,7 +368,7 @@ def _run(context, table: str, suite_module: ModuleType, frame: pd.DataFrame, voc
 
 def validate_release(release_dir: Path = config.RELEASE_DIR, reports_dir: Path | None = None,
                      params: ValidateParams | Mapping[str, Any] | None = None, root: Path = Path("."),
-                     tables: Iterable[str] = TABLES) -> Result:
+                     tables: Iterable[str] = TABLES, require_manifest: bool = False) -> Result:
     """Run the expectation suites of ``validation/`` on a release folder.
 
     Parameters
@@ -360,6 +379,8 @@ def validate_release(release_dir: Path = config.RELEASE_DIR, reports_dir: Path |
     params : the ``validate`` params group (``ValidateParams`` or a mapping).
     root : the project root holding ``validation/`` and ``catalog/vocabulary.yaml``.
     tables : the suites to run (the release stage may run ``["manifest"]`` only).
+    require_manifest : a missing manifest.json is an error instead of a skipped suite (for
+        the release stage, which has just written it).
 
     Returns
     -------
@@ -369,7 +390,11 @@ def validate_release(release_dir: Path = config.RELEASE_DIR, reports_dir: Path |
     t0 = time.perf_counter()
     release_dir = Path(release_dir)
     params = ValidateParams.of(params)
-    tables = [t for t in TABLES if t in set(tables)]
+    tables = list(tables)
+    unknown = set(tables) - set(TABLES)
+    if unknown:
+        raise CnnFilterDbError(f"validate: unknown tables {sorted(unknown)}; known: {list(TABLES)}")
+    tables = [t for t in TABLES if t in tables]
     if not release_dir.is_dir():
         raise FileNotFoundError(f"{release_dir}: no such release folder")
     suites = load_suites(root)
@@ -404,6 +429,8 @@ def validate_release(release_dir: Path = config.RELEASE_DIR, reports_dir: Path |
                 raise FormatError(f"{path}: not valid JSON: {exc}") from exc
             frames["manifest"], expectation_parameters["fingerprint_recomputed"] = manifest_frame(release_dir, manifest)
             expectation_parameters["fingerprint_recomputed"] = [expectation_parameters["fingerprint_recomputed"]]
+        elif require_manifest:
+            raise FileNotFoundError(f"{path}: no manifest; the release stage writes it")
         else:
             skipped["manifest"] = "no manifest.json yet (the release stage writes it)"
 

@@ -50,6 +50,12 @@ COMPRESSION_LEVEL = 1  # measured: faster than 3 and no larger on real weights (
 #: retry that request, so an unreachable Hub fails within about this long).
 HF_METADATA_TIMEOUT_S = 5
 
+#: Validation (issue 4): the expectation suites, where results go, and the default bound
+#: on any weight's magnitude (trained 3x3 weights are far below it; exploded ones are not).
+VALIDATION_DIR = Path("validation")
+VALIDATION_REPORTS_DIR = Path("reports") / "validation"
+MAX_ABS_WEIGHT = 1e3
+
 #: model ids: lower-case, file-name safe.
 MODEL_ID_PATTERN = r"^[a-z0-9][a-z0-9._-]{1,80}$"
 

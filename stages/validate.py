@@ -1,37 +1,14 @@
-"""DVC stage ``validate``: run the expectation suites of validation/ on the release folder.
+"""DVC stage validate: run the expectation suites of validation/ on the release folder.
 
-Reads the ``validate`` group of params.yaml, prints a short summary, writes the Checkpoint
-results, the success metric and Data Docs under ``reports_dir``, and exits 1 when any
-expectation fails so that later stages do not run.
+The manifest is not written yet at this point of the pipeline (a manifest left from an
+earlier build would be stale): the release stage checks the manifest it writes.
+Prints a short summary, writes the Checkpoint results, the success metric and Data Docs
+under reports/validation/, and exits 1 when any expectation fails so later stages do not run.
 """
-from __future__ import annotations
-
-import argparse
 import sys
 
-import yaml
-
-from cnn_filter_db import config
-from cnn_filter_db.errors import CnnFilterDbError
-from cnn_filter_db.validate import validate_release
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
-    args = ap.parse_args(argv)
-    with open(args.params) as fh:
-        params = dict((yaml.safe_load(fh) or {}).get("validate") or {})
-    release_dir = params.pop("release_dir", str(config.RELEASE_DIR))
-    reports_dir = params.pop("reports_dir", str(config.VALIDATION_REPORTS_DIR))
-    try:
-        result = validate_release(release_dir, reports_dir, params)
-    except (CnnFilterDbError, FileNotFoundError) as exc:
-        print(f"validate: {exc}", file=sys.stderr)
-        return 2
-    print(result.summary())
-    return 0 if result.success else 1
-
+from cnn_filter_db.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(["validate", "--reports", "reports/validation", "--tables", "models", "layers", "filters",
+                   *sys.argv[1:]]))

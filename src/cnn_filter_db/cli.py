@@ -151,7 +151,27 @@ def _build_release(args, params: dict, version: str) -> int:
           f"fingerprint {manifest['fingerprint']}")
     for mid, why in manifest.get("excluded_models", {}).items():
         print(f"left out {mid}: {why}")
+    # the folder just written must pass the manifest suite (files, sha256, fingerprint)
+    from .validate import validate_release
+
+    check = validate_release(args.release_dir, None, {"data_docs": False}, root=args.root,
+                             tables=["manifest"], require_manifest=True)
+    if not check.success:
+        print(check.summary(), file=sys.stderr)
+        return 1
     return 0
+
+
+def cmd_validate(args) -> int:
+    from .validate import validate_release
+
+    params = load_params("validate", args.root)
+    if args.max_abs_weight is not None:
+        params["max_abs_weight"] = args.max_abs_weight
+    result = validate_release(args.path or args.root / config.RELEASE_DIR, args.reports, params, root=args.root,
+                              tables=args.tables)
+    print(result.summary())
+    return 0 if result.success else 1
 
 
 def _cut_release(args, version: str) -> int:
@@ -197,12 +217,10 @@ def cmd_publish(args) -> int:
 
 
 def _validator(args):
-    try:
-        from .validate import validate_release
-    except ImportError:
-        return None
+    from .validate import validate_release
+
     params = load_params("validate", args.root)
-    return lambda release_dir: validate_release(release_dir, params=params)
+    return lambda release_dir: validate_release(release_dir, params=params, root=args.root)
 
 
 def cmd_import_original(args) -> int:
@@ -281,6 +299,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("gather", help="write the layers and models tables from extracted metadata")
     build_args(p)
     p.set_defaults(func=cmd_gather)
+
+    p = sub.add_parser("validate", help="run the expectation suites on a release folder; exit 1 on any failure")
+    p.add_argument("path", nargs="?", type=Path, default=None, help=f"release folder (default: ROOT/{config.RELEASE_DIR})")
+    p.add_argument("--reports", type=Path, default=None,
+                   help="write the Checkpoint results (JSON), metrics.json and Data Docs here")
+    p.add_argument("--max-abs-weight", type=float, default=None,
+                   help="bound on per-layer max |w| (default: validate.max_abs_weight of params.yaml)")
+    p.add_argument("--tables", nargs="+", default=["models", "layers", "filters", "manifest"],
+                   choices=["models", "layers", "filters", "manifest"], help="suites to run (default: all)")
+    p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("release", help="pin the built release: `dvc push` its outputs and tag v<version>",
                        description="On a clean, committed tree whose pipeline is up to date (run `dvc repro` "

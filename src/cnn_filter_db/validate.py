@@ -443,6 +443,8 @@ def validate_release(release_dir: Path = config.RELEASE_DIR, reports_dir: Path |
         else:
             skipped["manifest"] = "no manifest.json yet (the release stage writes it)"
 
+    if reports_dir is not None:
+        reports_dir = Path(reports_dir).resolve()  # GX's Data Docs store needs an absolute path
     docs = reports_dir is not None and params.data_docs
     results: dict[str, TableResult] = {}
     json_results: dict[str, dict] = {}

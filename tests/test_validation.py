@@ -11,7 +11,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-import yaml
 
 from cnn_filter_db import shards
 from cnn_filter_db.validate import validate_release
@@ -303,16 +302,12 @@ def test_stage_exits_non_zero_with_summary(copy_release, tmp_path):
     rewrite_shard(shard_of(release, MODEL),
                   lambda t: with_weights(t, np.where(np.arange(len(t))[:, None] == ROW, np.nan, weights_of(t))))
     reports = tmp_path / "reports"
-    params = tmp_path / "params.yaml"
-    params.write_text(yaml.safe_dump({"validate": {"release_dir": str(release), "reports_dir": str(reports),
-                                                   "max_abs_weight": 1000.0, "data_docs": False}}))
-    proc = subprocess.run([sys.executable, "stages/validate.py", "--params", str(params)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run([sys.executable, "-m", "cnn_filter_db.cli", "--root", str(ROOT), "validate", str(release),
+                           "--reports", str(reports)], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "filters   FAILED" in proc.stdout and f"model_id={MODEL}" in proc.stdout
     assert len(proc.stdout.splitlines()) < 15 and len(proc.stderr.splitlines()) < 5, proc.stdout + proc.stderr
     assert json.loads((reports / "metrics.json").read_text())["success"] is False
-    assert not (reports / "data_docs").exists()
 
 
 # --------------------------------------------------------------------------- the streaming scan

@@ -113,20 +113,22 @@ def build(release: Path, n_filters: float, seed: int = 0) -> int:
 def child_scan(release: str) -> dict:
     import pyarrow.parquet as pq
 
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), time.process_time()
     rows = 0
     for path in sorted(Path(release, "filters").rglob("*.parquet")):
         for batch in pq.ParquetFile(path).iter_batches():
             rows += batch.num_rows
-    return {"rows": rows, "seconds": time.perf_counter() - t, "peak_rss_mb": _peak_mb()}
+    return {"rows": rows, "seconds": time.perf_counter() - t, "cpu_s": time.process_time() - cpu,
+            "peak_rss_mb": _peak_mb()}
 
 
 def child_analyze(release: str, reports: str, params: str) -> dict:
     from cnn_filter_db.analysis import analyze
 
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), time.process_time()
     summary = analyze(release, reports, json.loads(params))
-    return {"seconds": time.perf_counter() - t, "timings_s": summary["timings_s"], "peak_rss_mb": _peak_mb()}
+    return {"seconds": time.perf_counter() - t, "cpu_s": time.process_time() - cpu, "timings_s": summary["timings_s"],
+            "peak_rss_mb": _peak_mb()}
 
 
 def _peak_mb() -> float:
@@ -214,7 +216,8 @@ def main() -> int:
     ap.add_argument("--engine", default="local", choices=["local", "dask"])
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--bootstrap", type=int, default=200)
-    ap.add_argument("--batch-rows", type=int, default=1_048_576)
+    ap.add_argument("--batch-rows", type=int, default=262_144)
+    ap.add_argument("--reuse", action="store_true", help="keep a release already built in --workdir")
     ap.add_argument("--model-plots", action="store_true", help="also draw one plot a model")
     ap.add_argument("--skip-per-layer", action="store_true")
     ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
@@ -228,11 +231,15 @@ def main() -> int:
     release = work / "release"
     try:
         t = time.perf_counter()
-        if release.exists():
-            shutil.rmtree(release)
-        n = build(release, args.filters)
-        build_s = time.perf_counter() - t
-        print(f"built {n:,} filters in {build_s:.1f} s", file=sys.stderr)
+        if args.reuse and (release / "models").exists():
+            import pyarrow.parquet as pq
+
+            n = int(pq.read_table(release / "models", columns=["n_filters"]).column(0).to_numpy().sum())
+        else:
+            if release.exists():
+                shutil.rmtree(release)
+            n = build(release, args.filters)
+            print(f"built {n:,} filters in {time.perf_counter() - t:.1f} s", file=sys.stderr)
         scan = run_child("scan", str(release))
         params = {"engine": args.engine, "workers": args.workers, "bootstrap": args.bootstrap,
                   "batch_rows": args.batch_rows, "model_plots": args.model_plots}
@@ -246,8 +253,11 @@ def main() -> int:
             "peak_rss_mb": round(ana["peak_rss_mb"], 1),
             "scan_peak_rss_mb": round(scan["peak_rss_mb"], 1),
             "projected_s_1_46e9": round(ana["seconds"] / n * ORIGINAL_FILTERS, 1),
+            "analyze_cpu_s": round(ana["cpu_s"], 2),
+            "scan_cpu_s": round(scan["cpu_s"], 2),
             "timings_s": ana["timings_s"],
             "engine": args.engine,
+            "workers": args.workers,
             "cpus": os.cpu_count(),
             "load_avg_1m": round(os.getloadavg()[0], 2),
         }

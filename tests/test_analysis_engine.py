@@ -238,6 +238,25 @@ def test_bad_params_are_named(small_release, tmp_path):
         analyze(small_release, tmp_path / "reports", {"engine": "spark"})
 
 
+def test_a_grouping_gives_the_same_drift_alone_or_with_others(fast_local, small_release, tmp_path):
+    # `groups` is null for layers of state dicts (the format does not say): that grouping
+    # has its own filters and its own coefficient range, which must not leak into the others
+    release = copy(small_release, tmp_path / "release")
+    analyze(release, tmp_path / "both", {**FAST, "groupings": ["groups", "trained", "accuracy_metric"]})
+    analyze(release, tmp_path / "alone", {**FAST, "groupings": ["groups"]})
+    alone = drift_of(tmp_path / "alone", "groups")
+    layers = pq.read_table(small_release / "layers").to_pandas()
+    assert 0 < layers.groups.isna().sum() < len(layers)
+    assert alone.drop_duplicates("group_a").filters_a.sum() == layers[layers.groups.notna()].n_filters.sum()
+    pd.testing.assert_frame_equal(drift_of(tmp_path / "both", "groups"), alone)
+    pd.testing.assert_frame_equal(drift_of(tmp_path / "both", "trained"), drift_of(fast_local[1], "trained"),
+                                  check_exact=False, rtol=1e-12)
+    # a grouping whose labels are all null is reported empty, not an error
+    assert len(drift_of(tmp_path / "both", "accuracy_metric")) == 0
+    metrics = json.loads((tmp_path / "both" / "metrics.json").read_text())
+    assert metrics["drift"]["accuracy_metric"] == {"groups": 0}
+
+
 def test_stage_script_reads_params_yaml(small_release, tmp_path):
     release = copy(small_release, tmp_path / "dist" / "cnn-filter-db")
     (tmp_path / "params.yaml").write_text(
@@ -248,7 +267,8 @@ def test_stage_script_reads_params_yaml(small_release, tmp_path):
     assert "analysed" in proc.stdout
     assert (release / "layer_stats" / "train-00000-of-00001.parquet").exists()
     metrics = json.loads((tmp_path / "reports" / "metrics.json").read_text())
-    assert metrics["params"]["bins"] == 35 and set(metrics["drift"]) == {"trained", "conv_kind"}
+    assert set(metrics["drift"]) == {"trained", "conv_kind"}
+    assert "bins: 35" in (tmp_path / "reports" / "README.md").read_text()
     conv_kind = drift_of(tmp_path / "reports", "conv_kind")
     assert {"dense", "depthwise"} <= set(conv_kind.group_a)
     assert not (tmp_path / "reports" / "plots" / "layers").exists()

@@ -13,8 +13,11 @@ Bounds and choices:
 - Per-layer metrics need a whole layer (sparsity's threshold is the layer's max, and
   orthogonality needs every output channel). Rows are sorted by (layer_id, out, in), so a
   layer is a contiguous run; pass 1 gathers the run across batches, so its memory is
-  bounded by the largest layer (e.g. 2048 x 2048 filters: 150 MB of float32, 300 MB as the
-  float64 copy) plus one batch, whatever the number of filters.
+  bounded by the largest layer, about three times its float32 size (the rows, the unit
+  rows of orthogonality, per-filter norms and maxima; a 2048 x 2048 layer: ~450 MB), plus
+  the batches in flight (``batch_rows``, one decoded ahead), whatever the number of filters.
+- ``workers`` shards run side by side (threads locally, processes on Dask), each with one
+  BLAS thread, so the bound above holds per worker.
 - A layer may span two (or more) shards, which happens only in models of more than
   ``MAX_ROWS_PER_SHARD`` filters. A task cannot finish such a layer, so it returns the
   layer's rows as a *fragment* (at most the first and last layer of a shard); the caller
@@ -28,8 +31,11 @@ from __future__ import annotations
 
 import functools
 import logging
+import queue
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from typing import Callable, Iterable, Iterator
 
 import numpy as np
@@ -41,6 +47,8 @@ from .layer import CHUNK_ROWS, MOMENTS_LEN, layer_stats
 from .params import AnalyzeParams
 
 _NEEDED = ("model_id", "layer_id", "out_channel", "in_channel", "weights")
+_PREFETCH = 1
+_END = object()
 
 
 @dataclass
@@ -58,18 +66,12 @@ class Context:
     keep: np.ndarray | None = None            # (n_layers, G) keep probabilities
 
 
-def _single_blas_thread(fn: Callable) -> Callable:
-    """Run a shard task with one BLAS thread: its matrix products are small (9x9) or one
-    layer's Gram matrix, where idle BLAS threads spin and cost more than they give;
-    parallelism comes from running shards side by side (``engine: dask``)."""
-    @functools.wraps(fn)
-    def run(item, ctx):
-        from threadpoolctl import threadpool_limits
+def _one_blas_thread(fn: Callable, item, ctx):
+    """Run a shard task with one BLAS thread (see :class:`DaskEngine`)."""
+    from threadpoolctl import threadpool_limits
 
-        with threadpool_limits(1, user_api="blas"):
-            return fn(item, ctx)
-    return run
-
+    with threadpool_limits(1, user_api="blas"):
+        return fn(item, ctx)
 
 
 # --------------------------------------------------------------------------- reading
@@ -84,11 +86,49 @@ def shard_paths(release_dir: Path) -> list[Path]:
 
 
 def _batches(path: str, columns: list[str], batch_rows: int):
+    """Record batches of a shard, decoded one ahead in a background thread.
+
+    Parquet decoding (zstd, byte-stream-split) runs in C++ without the GIL, so reading the
+    next batch overlaps the numpy work on the current one; at most ``_PREFETCH`` batches
+    wait in the queue, so memory stays bounded by a few batches.
+    """
     pf = pq.ParquetFile(path, read_dictionary=["model_id"])
     missing = [c for c in _NEEDED if c not in pf.schema_arrow.names]
     if missing:
         raise AnalysisError(f"{path}: missing columns {missing}")
-    yield from pf.iter_batches(batch_size=batch_rows, columns=columns)
+    if pf.metadata.num_rows == 0:
+        return
+    q: queue.Queue = queue.Queue(maxsize=_PREFETCH)
+    stop = threading.Event()
+
+    def produce():
+        try:
+            for batch in pf.iter_batches(batch_size=batch_rows, columns=columns):
+                while not stop.is_set():
+                    try:
+                        q.put(batch, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(_END)
+        except BaseException as exc:  # handed to the consumer, raised there
+            q.put(exc)
+
+    thread = threading.Thread(target=produce, name=f"read {Path(path).name}", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()
 
 
 def _runs(batch, ctx: Context, path: str) -> list[tuple[int, int, int, str, int]]:
@@ -127,7 +167,6 @@ def measure(weights: np.ndarray, row: int, ctx: Context) -> tuple[dict, np.ndarr
                        p.low_diversity_entropy, p.low_diversity_sparsity)
 
 
-@_single_blas_thread
 def pass_layers(item: tuple[int, str], ctx: Context) -> dict:
     """Pass 1 on one shard: the metrics and basis moments of every layer it completes.
 
@@ -204,7 +243,6 @@ def _chunks(start: int, stop: int):
         yield s, min(stop, s + CHUNK_ROWS)
 
 
-@_single_blas_thread
 def pass_range(item: tuple[int, str], ctx: Context) -> dict:
     """Pass 2 on one shard: min and max coefficient of each layer (over all 9 coefficients)."""
     shard, path = item
@@ -222,12 +260,12 @@ def pass_range(item: tuple[int, str], ctx: Context) -> dict:
     return {"shard": shard, "lo": lo, "hi": hi}
 
 
-@_single_blas_thread
 def pass_hist(item: tuple[int, str], ctx: Context) -> dict:
     """Pass 3 on one shard: per layer, the coefficient histograms (9 x bins counts) of all its
-    filters and, per grouping, of its size-controlled subsample.
+    filters over each distinct range and, per grouping, of its size-controlled subsample.
 
-    Returns ``{"shard", "full": {row: (9 * bins,)}, "sub": {row: (G, 9 * bins)}}``.
+    Returns ``{"shard", "full": {row: (R, 9 * bins)}, "sub": {row: (G, 9 * bins)}}`` for R
+    distinct ranges (``ctx.ranges``) and G groupings.
     """
     shard, path = item
     p = ctx.params
@@ -250,7 +288,7 @@ def pass_hist(item: tuple[int, str], ctx: Context) -> dict:
             oc = batch.column("out_channel").to_numpy(zero_copy_only=False)
             ic = batch.column("in_channel").to_numpy(zero_copy_only=False)
         for s, e, row, model, layer in _runs(batch, ctx, path):
-            h_full = full.setdefault(row, np.zeros(k, np.int64))
+            h_full = full.setdefault(row, np.zeros((len(plans), k), np.int64))
             h_sub = sub.setdefault(row, np.zeros((len(ctx.range_of_grouping), k), np.int64)) if sub_on else None
             key = drift.layer_key(p.seed, model, layer) if sub_on else 0
             for a, b in _chunks(s, e):
@@ -263,7 +301,7 @@ def pass_hist(item: tuple[int, str], ctx: Context) -> dict:
                     np.clip(codes, 0, bins - 1, out=codes)
                     codes += offsets
                     if not sub_on:
-                        h_full += np.bincount(codes.ravel(), minlength=k)
+                        h_full[r] += np.bincount(codes.ravel(), minlength=k)
                         continue
                     probs = ctx.keep[row, gs]
                     order = np.argsort(probs, kind="stable")
@@ -274,26 +312,56 @@ def pass_hist(item: tuple[int, str], ctx: Context) -> dict:
                     counts = np.bincount(codes.ravel(), minlength=(len(gs) + 1) * k).reshape(len(gs) + 1, k)
                     cum = np.cumsum(counts, axis=0)
                     h_sub[gs[order]] += cum[:-1]
-                    if r == 0:
-                        h_full += cum[-1]
+                    h_full[r] += cum[-1]
     return {"shard": shard, "full": full, "sub": sub}
 
 
 # --------------------------------------------------------------------------- engines
 
 class LocalEngine:
-    """Runs the shard tasks one after the other in this process."""
+    """Runs the shard tasks in this process, ``workers`` shards at a time (threads).
+
+    The heavy steps (Parquet decoding, numpy on whole arrays, BLAS) release the GIL, so
+    threads overlap well. BLAS itself is held to one thread: the products are small (9x9)
+    or one layer's Gram matrix, where idle BLAS threads spin and cost more than they give;
+    parallelism comes from shards side by side instead.
+    """
+
+    def __init__(self, workers: int = 1):
+        self.workers = max(1, int(workers))
 
     def map(self, fn: Callable, items: Iterable, ctx: Context) -> Iterator:
-        for item in items:
-            yield fn(item, ctx)
+        from threadpoolctl import threadpool_limits
+
+        items = list(items)
+        with threadpool_limits(1, user_api="blas"):
+            if self.workers == 1 or len(items) < 2:
+                for item in items:
+                    yield fn(item, ctx)
+                return
+            with ThreadPoolExecutor(self.workers, thread_name_prefix="analyze") as pool:
+                pending = set()
+                todo = iter(items)
+                # keep at most `workers` shards in flight: memory stays a few shards' worth
+                for item in todo:
+                    pending.add(pool.submit(fn, item, ctx))
+                    if len(pending) >= self.workers:
+                        break
+                while pending:
+                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    for fut in done:
+                        nxt = next(todo, None)
+                        if nxt is not None:
+                            pending.add(pool.submit(fn, nxt, ctx))
+                        yield fut.result()
 
     def close(self) -> None:
         pass
 
 
 class DaskEngine:
-    """One Dask task a shard on the cluster at ``scheduler``, or on a LocalCluster."""
+    """One Dask task a shard on the cluster at ``scheduler``, or on a LocalCluster of
+    ``workers`` single-threaded processes. Each task runs with one BLAS thread."""
 
     def __init__(self, scheduler: str | None = None, workers: int = 2):
         from distributed import Client, LocalCluster
@@ -310,7 +378,7 @@ class DaskEngine:
         from distributed import as_completed
 
         shared = self.client.scatter(ctx, broadcast=True, hash=False)
-        futures = self.client.map(fn, list(items), ctx=shared, pure=False)
+        futures = self.client.map(functools.partial(_one_blas_thread, fn), list(items), ctx=shared, pure=False)
         try:
             for future, result in as_completed(futures, with_results=True):
                 future.release()
@@ -328,4 +396,4 @@ class DaskEngine:
 def make_engine(params: AnalyzeParams):
     if params.engine == "dask":
         return DaskEngine(params.scheduler, params.workers)
-    return LocalEngine()
+    return LocalEngine(params.workers)

@@ -34,7 +34,8 @@ class AnalyzeParams:
     seed : seed of the subsampling hash and of the bootstrap weights.
     engine : ``local`` (this process) or ``dask`` (one task a shard).
     scheduler : a Dask scheduler address; null starts a LocalCluster of ``workers``.
-    workers : processes of that LocalCluster.
+    workers : shards analysed at a time: threads of the local engine, or processes of
+        the Dask LocalCluster.
     batch_rows : rows read at a time from a shard (Parquet ``iter_batches``).
     model_plots : write one depth plot per model.
     """
@@ -54,7 +55,7 @@ class AnalyzeParams:
     engine: str = "local"
     scheduler: str | None = None
     workers: int = 2
-    batch_rows: int = 1_048_576
+    batch_rows: int = 262_144
     model_plots: bool = True
 
     def __post_init__(self):

@@ -68,18 +68,19 @@ def analyze(release_dir: Path, reports_dir: Path, params: dict | AnalyzeParams |
         t = _tick(timings, "pass1_layers", t)
         global_basis = BasisReducer.from_moments(moments).basis()
         ctx.mean, ctx.components = global_basis.mean, global_basis.components
-        lo, hi = _pass2(engine, items, ctx, labels.n_layers)
-        t = _tick(timings, "pass2_range", t)
-        ranges, range_of, keep, sub_targets = _prepare_hist(groupings, lo, hi, labels, p)
-        ctx.ranges, ctx.range_of_grouping, ctx.keep = ranges, range_of, keep
-        acc, acc_sub, pairs = _pass3(engine, items, ctx, labels, groupings)
-        t = _tick(timings, "pass3_hist", t)
+        if groupings:  # passes 2 and 3 serve drift only
+            lo, hi = _pass2(engine, items, ctx, labels.n_layers)
+            t = _tick(timings, "pass2_range", t)
+            ranges, range_of, keep, sub_targets = _prepare_hist(groupings, lo, hi, labels, p)
+            ctx.ranges, ctx.range_of_grouping, ctx.keep = ranges, range_of, keep
+            acc, acc_sub, pairs = _pass3(engine, items, ctx, labels, groupings)
+            t = _tick(timings, "pass3_hist", t)
     finally:
         engine.close()
     boot_w = drift.poisson_weights(len(labels.model_ids), p.bootstrap, p.seed) if p.bootstrap else None
     results = []
     for g, grouping in enumerate(groupings):
-        lo_g, hi_g = ranges[range_of[g]] if len(ranges) else (0.0, 0.0)
+        lo_g, hi_g = ranges[range_of[g]]
         results.append(_grouping_result(grouping, labels, moments, global_basis, (lo_g, hi_g),
                                         acc[g], acc_sub[g], pairs[g], sub_targets[g], boot_w, p))
     t = _tick(timings, "drift", t)
@@ -184,13 +185,14 @@ def _pass3(engine, items, ctx: Context, labels: Labels, groupings: list[Grouping
     pairs = [_pairs(g, labels) for g in groupings]
     acc = [np.zeros((len(units), k), np.int64) for _, units, _ in pairs]
     acc_sub = [np.zeros((len(units), k), np.int64) for _, units, _ in pairs]
+    range_of = ctx.range_of_grouping
     for res in engine.map(pass_hist, items, ctx):
         for row, h in res["full"].items():
             sub = res["sub"].get(row)
             for g, (pair, _, _) in enumerate(pairs):
                 if pair[row] >= 0:
-                    acc[g][pair[row]] += h
-                    acc_sub[g][pair[row]] += h if sub is None else sub[g]
+                    acc[g][pair[row]] += h[range_of[g]]
+                    acc_sub[g][pair[row]] += h[range_of[g]] if sub is None else sub[g]
     return acc, acc_sub, pairs
 
 

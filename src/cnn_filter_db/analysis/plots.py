@@ -84,7 +84,9 @@ def coefficient_distributions(result, basis, path: Path) -> None:
     edges = drift.bin_edges(lo, hi, bins)
     centres = (edges[:-1] + edges[1:]) / 2
     width = (hi - lo) / bins if hi > lo else 1.0
-    fig, axes = plt.subplots(3, 3, figsize=(12, 9), sharex=True, layout="constrained")
+    fig, axes = plt.subplots(3, 3, figsize=(12, 9), sharex=True)
+    # fixed spacing: a layout engine costs more than the drawing here
+    fig.subplots_adjust(left=0.06, right=0.98, bottom=0.05, top=0.92, hspace=0.25, wspace=0.2)
     names = result.grouping.names
     cmap = plt.get_cmap("tab20" if len(names) > 10 else "tab10")
     for k, ax in enumerate(axes.ravel()):

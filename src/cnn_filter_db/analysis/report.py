@@ -16,11 +16,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import yaml
 
 from .. import shards
 from ..atomic import atomic_dir, atomic_write_text
 from . import plots
 from .layer import METRIC_COLUMNS
+
+#: Columns of ``drift/<grouping>.csv`` (one row an ordered pair of groups).
+DRIFT_COLUMNS = ["grouping", "group_a", "group_b", "d", "d_lo", "d_hi", "d_replicates", "d_sc", "d_sc_lo",
+                 "d_sc_hi", "filters_a", "filters_b", "models_a", "models_b", "sc_filters_a", "sc_filters_b",
+                 "sc_target"]
 
 SUMMARY_LABELS = ("name", "family", "architecture", "task", "visual_category", "training_dataset",
                   "trained", "format")
@@ -101,7 +107,7 @@ def headline(stats: pd.DataFrame, basis, results, n_rows: int, n_models: int, tr
     }
     for r in results:
         d = pd.DataFrame(r.drift)
-        off = d[d.group_a < d.group_b]
+        off = d[d.group_a < d.group_b] if len(d) else d
         if len(off):
             top = off.loc[off["d"].idxmax()]
             out["drift"][r.grouping.name] = {"groups": len(r.grouping.names), "max_d": float(top["d"]),
@@ -139,12 +145,14 @@ def write_all(release_dir: Path, reports_dir: Path, labels, metrics: list[dict],
 
     with atomic_dir(reports_dir / "drift") as tmp:
         for r in results:
-            pd.DataFrame(r.drift).to_csv(tmp / f"{r.grouping.name}.csv", index=False)
+            pd.DataFrame(r.drift, columns=DRIFT_COLUMNS).to_csv(tmp / f"{r.grouping.name}.csv", index=False)
 
     with atomic_dir(reports_dir / "plots") as tmp:
         plots.eigen_images(basis, tmp / "eigen_images.png")
         plots.entropy_overview(stats, trained, tmp / "entropy_sparsity_vs_depth.png")
         for r in results:
+            if not r.grouping.names:  # every label null: nothing to draw
+                continue
             plots.drift_heatmap(r, tmp / f"drift_{r.grouping.name}.png", p.ci_level)
             plots.coefficient_distributions(r, basis, tmp / f"coefficients_{r.grouping.name}.png")
         if p.model_plots:
@@ -153,7 +161,6 @@ def write_all(release_dir: Path, reports_dir: Path, labels, metrics: list[dict],
                 plots.model_layers(model_id, part, tmp / "layers" / f"{model_id}.png")
 
     head = headline(stats, basis, results, n_rows, labels.models.num_rows, trained)
-    head["params"] = p.to_dict()
     atomic_write_text(reports_dir / "metrics.json", _json(head))
     atomic_write_text(reports_dir / "README.md", readme(head, results, p))
     return head
@@ -208,6 +215,8 @@ def readme(head: dict, results, p) -> str:
             lines.append(f"| {name} | {d['groups']} | {d['max_d']:.4f} | {d['max_pair']} | {d['mean_d']:.4f} |")
         else:
             lines.append(f"| {name} | {d['groups']} | - | - | - |")
+    lines += ["", "## Parameters of this run", "", "```yaml",
+              yaml.safe_dump({"analyze": p.to_dict()}, sort_keys=False).rstrip(), "```"]
     return "\n".join(lines) + "\n"
 
 

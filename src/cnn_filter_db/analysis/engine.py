@@ -33,9 +33,9 @@ import functools
 import logging
 import queue
 import threading
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from typing import Callable, Iterable, Iterator
 
 import numpy as np
@@ -101,20 +101,24 @@ def _batches(path: str, columns: list[str], batch_rows: int):
     q: queue.Queue = queue.Queue(maxsize=_PREFETCH)
     stop = threading.Event()
 
+    def put(item) -> bool:
+        """Queue an item unless the consumer has gone (then never block on a full queue)."""
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def produce():
         try:
             for batch in pf.iter_batches(batch_size=batch_rows, columns=columns):
-                while not stop.is_set():
-                    try:
-                        q.put(batch, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not put(batch):
                     return
-            q.put(_END)
+            put(_END)
         except BaseException as exc:  # handed to the consumer, raised there
-            q.put(exc)
+            put(exc)
 
     thread = threading.Thread(target=produce, name=f"read {Path(path).name}", daemon=True)
     thread.start()
@@ -178,9 +182,10 @@ def pass_layers(item: tuple[int, str], ctx: Context) -> dict:
     seen: set[int] = set()
     filters = 0
 
-    def finish(row: int, parts: list[np.ndarray], at_start: bool, at_end: bool) -> None:
+    def finish(row: int, key: tuple[str, int], parts: list[np.ndarray], at_start: bool, at_end: bool) -> None:
+        name = f"({key[0]}, layer_id {key[1]})"
         if row in seen:
-            raise AnalysisError(f"{path}: the rows of layer {row} are not contiguous; shards must be "
+            raise AnalysisError(f"{path}: the rows of {name} are not contiguous; filter shards must be "
                                 f"sorted by (layer_id, out_channel, in_channel)")
         seen.add(row)
         got, expected = sum(len(x) for x in parts), int(ctx.n_filters[row])
@@ -191,26 +196,27 @@ def pass_layers(item: tuple[int, str], ctx: Context) -> dict:
             metrics.append(m)
             moms.append(mom)
         elif got < expected and (at_start or at_end):
+            # the layer goes on in the previous or next shard: the caller joins the pieces
             fragments.append((row, shard, np.concatenate(parts) if len(parts) > 1 else parts[0].copy()))
         else:
-            raise AnalysisError(f"{path}: layer row {row} has {got} filter rows here, the layers table "
-                                f"says {expected}")
+            raise AnalysisError(f"{path}: {name} has {got} filter rows here, the layers table says "
+                                f"{expected}; re-run its extract stage")
 
     pending: list[np.ndarray] = []
-    pending_row, pending_at_start, first = -1, False, True
+    pending_row, pending_key, pending_at_start, first = -1, ("", -1), False, True
     for batch in _batches(path, ["model_id", "layer_id", "weights"], ctx.params.batch_rows):
         w = _weights(batch)
         filters += len(w)
-        for s, e, row, _, _ in _runs(batch, ctx, path):
+        for s, e, row, model, layer in _runs(batch, ctx, path):
             if row == pending_row:
                 pending.append(w[s:e])
                 continue
             if pending_row >= 0:
-                finish(pending_row, pending, pending_at_start, False)
-            pending, pending_row, pending_at_start = [w[s:e]], row, first
+                finish(pending_row, pending_key, pending, pending_at_start, False)
+            pending, pending_row, pending_key, pending_at_start = [w[s:e]], row, (model, layer), first
             first = False
     if pending_row >= 0:
-        finish(pending_row, pending, pending_at_start, True)
+        finish(pending_row, pending_key, pending, pending_at_start, True)
     return {"shard": shard, "rows": np.array(rows, dtype=np.int64), "metrics": metrics,
             "moments": np.array(moms).reshape(-1, MOMENTS_LEN), "fragments": fragments,
             "filters": filters}

@@ -223,17 +223,16 @@ def _grouping_result(grouping: Grouping, labels: Labels, moments, global_basis: 
     if boot_w is not None and n_groups:
         units = [np.flatnonzero(unit_group == c) for c in range(n_groups)]
         idx = [unit_model[u] for u in units]
-        for name, a in (("full", acc), ("sub", acc_sub)):
+        few = (models[:, None] < 2) | (models[None, :] < 2)  # no interval: see drift.py
+
+        def interval(a: np.ndarray):
             reps = drift.bootstrap_drift([a[u].reshape(-1, 9, bins) for u in units], idx, boot_w, width, w,
                                          p.empty_bin)
             lo_ci, hi_ci, n_valid = drift.interval(reps, p.ci_level)
-            few = (models[:, None] < 2) | (models[None, :] < 2)
-            lo_ci = np.where(few, np.nan, lo_ci)
-            hi_ci = np.where(few, np.nan, hi_ci)
-            if name == "full":
-                ci = (lo_ci, hi_ci, n_valid)
-            else:
-                ci_sub = (lo_ci, hi_ci, n_valid)
+            return np.where(few, np.nan, lo_ci), np.where(few, np.nan, hi_ci), n_valid
+
+        ci = interval(acc)
+        ci_sub = interval(acc_sub) if p.size_controlled else None
     kept = hist_sub.sum(axis=1) // 9
     rows = []
     for a in range(n_groups):

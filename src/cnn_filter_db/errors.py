@@ -20,3 +20,7 @@ class SourceError(CnnFilterDbError):
 
 class FormatError(CnnFilterDbError):
     """A weights file could not be read as its declared format."""
+
+
+class AnalysisError(CnnFilterDbError):
+    """A release cannot be analysed: tables disagree, rows are missing, or a param is wrong."""

@@ -39,6 +39,22 @@ LAYERS_SCHEMA = pa.schema([
     ("n_filters", pa.int64()),
 ])
 
+#: ``layer_stats`` (written by the analysis): the ``layers`` columns, then the metrics of
+#: SPEC.md section 5 (null where undefined: H of one filter, O of one output channel).
+LAYER_STATS_SCHEMA = pa.schema(list(LAYERS_SCHEMA) + [
+    ("sparsity", pa.float64()),
+    ("variance_entropy", pa.float64()),
+    ("variance_entropy_norm", pa.float64()),
+    ("variance_entropy_clean", pa.float64()),
+    ("orthogonality", pa.float64()),
+    ("weight_mean", pa.float64()),
+    ("weight_std", pa.float64()),
+    ("weight_absmax", pa.float64()),
+    ("is_random_like", pa.bool_()),
+    ("is_low_diversity_sparse", pa.bool_()),
+    ("is_degenerate", pa.bool_()),
+])
+
 MODELS_SCHEMA = pa.schema([
     ("model_id", pa.string()),
     ("name", pa.string()),

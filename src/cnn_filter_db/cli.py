@@ -174,6 +174,21 @@ def cmd_validate(args) -> int:
     return 0 if result.success else 1
 
 
+def cmd_analyze(args) -> int:
+    from .analysis import analyze
+
+    params = load_params("analyze", args.root)
+    for key in ("engine", "scheduler"):
+        if getattr(args, key):
+            params[key] = getattr(args, key)
+    reports = args.reports_dir or args.root / "reports"
+    s = analyze(args.release_dir, reports, params)
+    share = s["share_degenerate_layers"]
+    print(f"analysed {s['filters']:,} filters in {s['layers']:,} layers of {s['models']} models: "
+          f"{'n/a' if share is None else f'{share:.1%}'} of layers degenerated; reports in {reports}")
+    return 0
+
+
 def _cut_release(args, version: str) -> int:
     """Pin what `dvc repro` built: check it is current and committed, `dvc push`, tag v<version>."""
     import json
@@ -309,6 +324,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tables", nargs="+", default=["models", "layers", "filters", "manifest"],
                    choices=["models", "layers", "filters", "manifest"], help="suites to run (default: all)")
     p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("analyze", help="layer_stats, eigen-image bases, drift between groups, plots",
+                       description="Streaming passes over the filter shards (SPEC.md section 5); parameters: "
+                                   "the analyze group of params.yaml.")
+    p.add_argument("--reports-dir", type=Path, default=None, help="default: ROOT/reports")
+    p.add_argument("--engine", choices=["local", "dask"], default=None, help="default: analyze.engine of params.yaml")
+    p.add_argument("--scheduler", default=None, help="Dask scheduler address (engine dask)")
+    build_args(p)
+    p.set_defaults(func=cmd_analyze)
 
     p = sub.add_parser("release", help="pin the built release: `dvc push` its outputs and tag v<version>",
                        description="On a clean, committed tree whose pipeline is up to date (run `dvc repro` "

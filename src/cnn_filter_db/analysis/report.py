@@ -111,7 +111,7 @@ def headline(stats: pd.DataFrame, basis, results, n_rows: int, n_models: int, tr
         if len(off):
             top = off.loc[off["d"].idxmax()]
             out["drift"][r.grouping.name] = {"groups": len(r.grouping.names), "max_d": float(top["d"]),
-                                             "max_pair": f"{top.group_a} | {top.group_b}",
+                                             "max_pair": f"{top.group_a} vs {top.group_b}",
                                              "mean_d": float(off["d"].mean())}
         else:
             out["drift"][r.grouping.name] = {"groups": len(r.grouping.names)}

@@ -127,11 +127,19 @@ def test_import_writes_entries_and_shards(original, project):
     assert [(r["out_channels"], r["in_channels_per_group"], r["n_filters"]) for r in nochan] == [(1, 6, 6)]
 
 
-def test_imported_entries_extract_again_through_the_pipeline(original, project, tmp_path):
+def test_imported_entries_extract_again_through_the_pipeline(original, project, tmp_path, monkeypatch):
+    from cnn_filter_db.config import TRUSTED_PICKLE_ENV
     from cnn_filter_db.extract import extract_model
 
     path, sha, _, _ = original
     report = import_original(path, sha, project, unknown_labels="fallback")
+    # an entry's own sha256 does not unlock unpickling (its author chose file and hash)
+    monkeypatch.delenv(TRUSTED_PICKLE_ENV, raising=False)
+    first = catalog.load_entry(report.imported[0]["model_id"], project)
+    with pytest.raises(FormatError, match=f"sha256 you trust.*{TRUSTED_PICKLE_ENV}"):
+        extract_model(first, tmp_path / "rel0", tmp_path / "meta0", root=project,
+                      cache_dir=tmp_path / "cache", progress=False)
+    monkeypatch.setenv(TRUSTED_PICKLE_ENV, sha)  # the user checked the file
     for r in report.imported:
         entry = catalog.load_entry(r["model_id"], project)
         again = extract_model(entry, tmp_path / "rel2", tmp_path / "meta2", root=project,
@@ -154,7 +162,7 @@ def test_wrong_sha256_is_refused_before_any_unpickling(original, project, monkey
     with pytest.raises(FormatError, match=r"dataset\.h5: refused: sha256 is [0-9a-f]{64}, not the pinned 0{64}; "
                                           r"its /meta table is stored pickled"):
         import_original(path, "0" * 64, project)
-    with pytest.raises(FormatError, match=r"refused: .*pinned"):
+    with pytest.raises(FormatError, match=r"refused: .*sha256 you trust"):
         formats.read(path, "hdf5-original", member="unet_lits_ct")  # no sha256 given at all
     assert not [p for p in project.rglob("*") if p.is_file() and p.name != "vocabulary.yaml"]
 

@@ -11,6 +11,10 @@ from pathlib import Path
 #: Environment variable naming the content-addressed download cache.
 CACHE_ENV = "CNN_FILTER_DB_CACHE"
 
+#: Comma-separated sha256 pins of files whose pickled parts the user trusts to be unpickled
+#: (the original release's /meta table); never taken from a catalog entry.
+TRUSTED_PICKLE_ENV = "CNN_FILTER_DB_TRUSTED_PICKLE_SHA256"
+
 #: Where catalog entries, the vocabulary and the schema live (relative to the project root).
 CATALOG_DIR = Path("catalog")
 MODELS_DIR = CATALOG_DIR / "models"

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config import TRUSTED_PICKLE_ENV
 from ..hashing import sha256_file
 from ..errors import FormatError
 from . import register
@@ -64,7 +65,8 @@ def verify_sha256(path: Path, sha256: str | None) -> None:
     """Refuse ``path`` unless its sha256 is the pinned one (its /meta is pickled)."""
     if not sha256 or not re.fullmatch(r"[0-9a-f]{64}", sha256):
         raise FormatError(f"{path}: refused: the release's /meta table is stored pickled by pandas, so it is "
-                          f"read only from a file whose sha256 is pinned; give the sha256 of the file")
+                          f"read only from a file whose sha256 you trust: pass --sha256 to import-original, or, "
+                          f"after checking the file, list its sha256 in ${TRUSTED_PICKLE_ENV}")
     if _is_verified_cache_file(path, sha256):
         return
     got = sha256_of(path)

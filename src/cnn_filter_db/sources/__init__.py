@@ -6,6 +6,7 @@ return the convolutions directly, with the sha256 of their state dict as safeten
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +40,20 @@ def source_uri(entry: Entry) -> str:
     if s.kind == "timm":
         return f"timm://{s.architecture}" + (f".{s.pretrained_tag}" if s.pretrained_tag else f"?init_seed={s.seed}")
     return f"train://{entry.model_id}"
+
+
+def trusted_pickle_pin(entry: Entry) -> str | None:
+    """The sha256 pin under which a reader may unpickle (the original release's /meta), or None.
+
+    An entry's own sha256 proves nothing here: whoever wrote the entry chose both the file
+    and its hash. Only a hash the *user* trusts, listed in ``$CNN_FILTER_DB_TRUSTED_PICKLE_SHA256``
+    (comma-separated; ``import-original --sha256`` is the other way in), unlocks it.
+    """
+    from ..config import TRUSTED_PICKLE_ENV
+
+    trusted = {s.strip() for s in os.environ.get(TRUSTED_PICKLE_ENV, "").split(",") if s.strip()}
+    sha = getattr(entry.source, "sha256", None)
+    return sha if sha in trusted else None
 
 
 def member_of(entry: Entry) -> str | None:
@@ -89,7 +104,7 @@ def load(entry: Entry, cache_dir: Path | None = None, **options) -> Loaded:
     path = fetch_file(entry, cache_dir)
     uri = source_uri(entry)
     try:
-        convs = formats.read(path, entry.format, member=member_of(entry), sha256=entry.source.sha256)
+        convs = formats.read(path, entry.format, member=member_of(entry), sha256=trusted_pickle_pin(entry))
     except CnnFilterDbError as exc:
         # name the file as the user knows it, not by its place in the cache
         raise type(exc)(f"{entry.model_id}: {str(exc).replace(str(path), uri)}") from None

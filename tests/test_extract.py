@@ -170,3 +170,36 @@ def test_override_of_unknown_layer_is_an_error():
 
     with pytest.raises(FormatError, match="nope"):
         extract.layers_of("m", [Conv("a", np.zeros((2, 2, 3, 3), np.float32), 1, 0)], {"nope": "dense"})
+
+
+def test_onnx_node_order_does_not_change_depth_and_computed_weights_are_refused(tmp_path):
+    rng = np.random.default_rng(0)
+    inits = {"w1": rng.standard_normal((4, 4, 3, 3), dtype=np.float32),
+             "w2": rng.standard_normal((4, 4, 3, 3), dtype=np.float32)}
+    nodes = [conv_node("c1", "x", "w1", "a"), helper.make_node("Relu", ["a"], ["r"], name="relu"),
+             conv_node("c2", "r", "w2", "out")]
+    straight, shuffled = tmp_path / "s.onnx", tmp_path / "u.onnx"
+    write_onnx(straight, nodes, inits)
+    write_onnx(shuffled, nodes[::-1], inits)  # breaks the spec's topological order
+    levels = [{c.name: c.level for c in formats.read(p, "onnx").convs} for p in (straight, shuffled)]
+    assert levels[0] == levels[1] == {"c1": 1, "c2": 3}
+
+    scaled = tmp_path / "scaled.onnx"
+    inits["two"] = np.float32([2.0])
+    write_onnx(scaled, [helper.make_node("Mul", ["w1", "two"], ["w1x2"], name="scale"),
+                        conv_node("c1", "x", "w1x2", "out")], inits)
+    with pytest.raises(FormatError, match="weight 'w1x2' is computed by a Mul node"):
+        formats.read(scaled, "onnx")
+
+
+def test_onnx_external_data_is_refused(tmp_path):
+    from onnx.external_data_helper import convert_model_to_external_data
+
+    rng = np.random.default_rng(0)
+    path = tmp_path / "ext.onnx"
+    write_onnx(path, [conv_node("c1", "x", "w1", "out")], {"w1": rng.standard_normal((64, 4, 3, 3), dtype=np.float32)})
+    model = onnx.load(str(path))
+    convert_model_to_external_data(model, location="weights.bin", size_threshold=0)
+    onnx.save(model, str(path))
+    with pytest.raises(FormatError, match="external data file"):
+        formats.read(path, "onnx")

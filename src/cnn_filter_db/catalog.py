@@ -53,7 +53,9 @@ class UrlSource(_Strict):
     """An http(s) or file URL."""
 
     kind: Literal["url"]
-    url: str = Field(pattern=r"^(https?|file)://")
+    # no credentials in the URL: it is published in the models table and the card
+    url: str = Field(pattern=r"^(https?://[^/@?#]+(/[^?#]*)?(#[^?]*)?|file://[^?]*)$",
+                     description="http(s) or file URL, without user:password@ or a query string")
     sha256: SHA256
 
 

@@ -76,11 +76,15 @@ def cmd_catalog_check(args) -> int:
 
 def _extract_options(root: Path) -> dict:
     p = load_params("extract", root)
-    return {
+    opts = {
         "cache_dir": Path(p["cache_dir"]) if p.get("cache_dir") else None,
-        "max_rows_per_shard": int(p.get("max_rows_per_shard", config.MAX_ROWS_PER_SHARD)),
-        "row_group_rows": int(p.get("row_group_rows", config.ROW_GROUP_ROWS)),
+        "max_rows_per_shard": p.get("max_rows_per_shard", config.MAX_ROWS_PER_SHARD),
+        "row_group_rows": p.get("row_group_rows", config.ROW_GROUP_ROWS),
     }
+    for key in ("max_rows_per_shard", "row_group_rows"):
+        if not isinstance(opts[key], int) or isinstance(opts[key], bool) or opts[key] < 1:
+            raise CnnFilterDbError(f"params.yaml: extract.{key}: expected a whole number >= 1, got {opts[key]!r}")
+    return opts
 
 
 def cmd_extract(args) -> int:
@@ -125,7 +129,7 @@ def cmd_gather(args) -> int:
     from .extract import gather
 
     ids = index_models(args.root)
-    models, layers = gather(args.meta_dir, args.release_dir, ids)
+    models, layers = gather(args.meta_dir, args.release_dir, ids, prune_orphans=True)
     print(f"gathered {models.num_rows} models, {layers.num_rows} layers into {args.release_dir}")
     return 0
 
@@ -145,7 +149,7 @@ def _build_release(args, params: dict, version: str) -> int:
 
     previous = args.previous or params.get("previous_manifest")
     manifest = build_release(args.release_dir, version, params, previous=previous, root=args.root,
-                             entries=load_catalog(args.root))
+                             entries=load_catalog(args.root), prune=False)
     rows = sum(s["rows"] for s in manifest["shards"])
     print(f"release {version}: {len(manifest['shards'])} shards, {rows:,} rows, "
           f"fingerprint {manifest['fingerprint']}")
@@ -355,6 +359,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import pyarrow as pa
+    import yaml
+
     args = build_parser().parse_args(argv)
     # paths default to their place under the project root
     if hasattr(args, "release_dir") and args.release_dir is None:
@@ -365,6 +372,10 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except CnnFilterDbError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except (OSError, ValueError, yaml.YAMLError, pa.ArrowException) as exc:
+        # a missing file, bad params or a malformed table: one line naming the problem
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
 
 

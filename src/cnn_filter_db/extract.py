@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
@@ -14,7 +15,7 @@ from . import config, shards
 from .atomic import atomic_dir
 from .catalog import Entry, entry_path
 from .hashing import sha256_file
-from .errors import FormatError
+from .errors import CnnFilterDbError, FormatError
 from .formats.base import Conv
 
 
@@ -89,14 +90,19 @@ def write_filters(directory: Path, model_id: str, layers: Iterable[Layer], progr
         layers = list(layers)
         n_rows = sum(layer.row["n_filters"] for layer in layers)
     with atomic_dir(directory) as tmp:
-        writer = shards.FilterShardWriter(tmp, model_id, n_rows, max_rows_per_shard, row_group_rows)
-        for layer in layers:
-            for batch in shards.filter_batches(model_id, layer.row["layer_id"], layer.weight, row_group_rows):
-                writer.write(batch)
-            if progress is not None:
-                progress.update(layer.row["n_filters"])
-        names = [p.name for p in writer.close()]
+        names = _write_shards(tmp, model_id, layers, n_rows, progress, max_rows_per_shard, row_group_rows)
     return [Path(directory) / n for n in names]
+
+
+def _write_shards(folder: Path, model_id: str, layers: Iterable[Layer], n_rows: int, progress,
+                  max_rows_per_shard: int, row_group_rows: int) -> list[str]:
+    writer = shards.FilterShardWriter(folder, model_id, n_rows, max_rows_per_shard, row_group_rows)
+    for layer in layers:
+        for batch in shards.filter_batches(model_id, layer.row["layer_id"], layer.weight, row_group_rows):
+            writer.write(batch)
+        if progress is not None:
+            progress.update(layer.row["n_filters"])
+    return [p.name for p in writer.close()]
 
 
 def model_row(entry: Entry, loaded, layers: list[Layer], root: Path = Path(".")) -> dict:
@@ -130,12 +136,10 @@ def model_row(entry: Entry, loaded, layers: list[Layer], root: Path = Path("."))
     }
 
 
-def write_meta(directory: Path, model: dict, layers: list[Layer]) -> None:
+def _write_meta(folder: Path, model: dict, layer_rows: list[dict]) -> None:
     """The model's rows of the ``models`` and ``layers`` tables, gathered later."""
-    with atomic_dir(directory) as tmp:
-        pq.write_table(pa.Table.from_pylist([model], schema=shards.MODELS_SCHEMA), tmp / "model.parquet")
-        pq.write_table(pa.Table.from_pylist([layer.row for layer in layers], schema=shards.LAYERS_SCHEMA),
-                       tmp / "layers.parquet")
+    pq.write_table(pa.Table.from_pylist([model], schema=shards.MODELS_SCHEMA), folder / "model.parquet")
+    pq.write_table(pa.Table.from_pylist(layer_rows, schema=shards.LAYERS_SCHEMA), folder / "layers.parquet")
 
 
 def extract_model(entry: Entry, release_dir: Path = config.RELEASE_DIR, meta_dir: Path = config.META_DIR,
@@ -157,21 +161,43 @@ def extract_model(entry: Entry, release_dir: Path = config.RELEASE_DIR, meta_dir
     meta_out = Path(meta_dir) / entry.model_id
     with tqdm(total=model["n_filters"], unit="filter", unit_scale=True, desc=f"extract {entry.model_id}",
               disable=not progress, leave=False) as bar:
-        write_filters(filters_dir, entry.model_id, layers, bar, max_rows_per_shard, row_group_rows)
-    write_meta(meta_out, model, layers)
+        write_model(filters_dir, meta_out, model, [layer.row for layer in layers], layers, bar,
+                    max_rows_per_shard, row_group_rows)
     return model
 
 
+def write_model(filters_dir: Path, meta_dir: Path, model: dict, layer_rows: list[dict],
+                layers: Iterable[Layer], progress=None, max_rows_per_shard: int = config.MAX_ROWS_PER_SHARD,
+                row_group_rows: int = config.ROW_GROUP_ROWS) -> None:
+    """A model's filter shards and metadata rows, both written under temporary names and
+    renamed only when both are complete. ``layers`` (rows and weights) may be a generator."""
+    with atomic_dir(filters_dir) as ftmp, atomic_dir(meta_dir) as mtmp:
+        _write_shards(ftmp, model["model_id"], layers, model["n_filters"], progress, max_rows_per_shard, row_group_rows)
+        _write_meta(mtmp, model, layer_rows)
+
+
 def gather(meta_dir: Path = config.META_DIR, release_dir: Path = config.RELEASE_DIR,
-           model_ids: list[str] | None = None) -> tuple[pa.Table, pa.Table]:
-    """Concatenate the per-model rows into the release's ``models`` and ``layers`` tables."""
-    meta_dir = Path(meta_dir)
+           model_ids: list[str] | None = None, prune_orphans: bool = False) -> tuple[pa.Table, pa.Table]:
+    """Concatenate the per-model rows into the release's ``models`` and ``layers`` tables.
+
+    ``prune_orphans`` removes the filter shards and metadata of models that are no longer
+    in ``model_ids`` (DVC leaves the outputs of a removed ``foreach`` item in place).
+    """
+    meta_dir, release_dir = Path(meta_dir), Path(release_dir)
     ids = model_ids if model_ids is not None else sorted(p.name for p in meta_dir.iterdir() if p.is_dir())
+    if not ids:
+        raise CnnFilterDbError(f"{config.INDEX_FILE}: no models to gather")
     missing = [m for m in ids if not (meta_dir / m / "model.parquet").exists()]
     if missing:
-        raise FileNotFoundError(f"{meta_dir}: no extracted metadata for {missing}; run the extract stage first")
+        raise CnnFilterDbError(f"{meta_dir}: no extracted metadata for {missing}; run the extract stage first")
     models = pa.concat_tables([pq.read_table(meta_dir / m / "model.parquet", schema=shards.MODELS_SCHEMA) for m in sorted(ids)])
     layers = pa.concat_tables([pq.read_table(meta_dir / m / "layers.parquet", schema=shards.LAYERS_SCHEMA) for m in sorted(ids)])
-    shards.write_table_dir(models, Path(release_dir) / "models")
-    shards.write_table_dir(layers, Path(release_dir) / "layers")
+    if prune_orphans:
+        for folder in (release_dir / "filters", meta_dir):
+            if folder.exists():
+                for orphan in folder.iterdir():
+                    if orphan.is_dir() and not orphan.name.startswith(".") and orphan.name not in ids:
+                        shutil.rmtree(orphan)
+    shards.write_table_dir(models, release_dir / "models")
+    shards.write_table_dir(layers, release_dir / "layers")
     return models, layers

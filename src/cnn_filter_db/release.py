@@ -124,7 +124,7 @@ def load_manifest(source: Path | str | Mapping | None) -> dict | None:
 
 
 def build_release(release_dir: Path, version: str, params: Mapping, previous=None, *,
-                  root: Path = Path("."), entries: Iterable | None = None) -> dict:
+                  root: Path = Path("."), entries: Iterable | None = None, prune: bool = True) -> dict:
     """Finish ``release_dir`` as release ``version``: leave out the models the licence
     policy excludes, then write ``manifest.json``, ``README.md`` and ``CITATION.cff``.
 
@@ -137,6 +137,9 @@ def build_release(release_dir: Path, version: str, params: Mapping, previous=Non
     root : the repository root (catalog, ``dataset_card.md``).
     entries : catalog entries (or mappings with model_id and license) that were meant for
         the release; those the policy excluded before extraction are named in the card too.
+    prune : remove the shards and rows of excluded models from the folder. The DVC stage
+        passes False: there the policy acts in ``catalog/index.yaml`` (excluded models are
+        never extracted), and finding one in the tables means the index is stale.
 
     Returns the manifest written.
     """
@@ -151,7 +154,13 @@ def build_release(release_dir: Path, version: str, params: Mapping, previous=Non
     if entries is not None:
         candidates += [e if isinstance(e, Mapping) else e.model_dump() for e in entries]
     excluded = excluded_models(candidates, policy)
-    leave_out(release_dir, excluded)
+    if not prune:
+        present = sorted(set(excluded) & {r["model_id"] for r in models.to_pylist()})
+        if present:
+            raise ReleaseError(f"{release_dir}: the licence policy leaves out {present}, but they were built; "
+                               "run `cnn-filter-db catalog index` (the index applies the policy), then `dvc repro`")
+    else:
+        leave_out(release_dir, excluded)
 
     schemas = table_schemas(release_dir)
     rows = read_table(release_dir, "models").to_pylist()

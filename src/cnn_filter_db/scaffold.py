@@ -12,6 +12,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 from . import config
 from .atomic import atomic_write_text
 from .catalog import entry_path, load_vocabulary, write_index
@@ -105,7 +107,8 @@ def render_entry(model_id: str, f: Findings, root: Path = Path(".")) -> str:
         return "one of: " + ", ".join(vocab[name])
 
     baseline = f.source["kind"] == "timm"
-    src = "\n".join(f"  {k}: {v}" for k, v in f.source.items())
+    # through the YAML writer: a version like 2.0 must stay a string, a '#' in a URL must not end it
+    src = yaml.safe_dump({"source": f.source}, sort_keys=False, width=1000).rstrip("\n")
     todo = "TODO"
     lines = [
         "# Written by `cnn-filter-db catalog add`. Replace every TODO, then run",
@@ -114,7 +117,6 @@ def render_entry(model_id: str, f: Findings, root: Path = Path(".")) -> str:
         f" ({f.n_depthwise:,} depthwise).",
         f"model_id: {model_id}",
         f"name: {todo}  # a human-readable name, e.g. 'ResNet-50 trained on ImageNet-1k'",
-        "source:",
         src,
         f"format: {f.format}",
         f"architecture: {f.architecture or todo}  # e.g. resnet50",

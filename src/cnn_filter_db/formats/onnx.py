@@ -54,7 +54,14 @@ def read_onnx(path: Path) -> ModelConvs:
             continue  # ConvTranspose and others are not filters of this database
         tensor = resolve(node.input[1])
         if tensor is None:
-            continue  # weight computed at run time (e.g. quantised graphs); not a stored filter
+            producer = producers.get(node.input[1])
+            how = f"computed by a {producer.op_type} node" if producer is not None else "a graph input"
+            raise FormatError(f"{path}: Conv {node.name or node.output[0]!r}: its weight {node.input[1]!r} is {how}, "
+                              "not a stored tensor; constant folding is not supported (fold the graph first, "
+                              "e.g. with onnxsim)")
+        if getattr(tensor, "data_location", 0) == onnx.TensorProto.EXTERNAL:
+            raise FormatError(f"{path}: Conv {node.name!r}: its weight is stored in an external data file; "
+                              "only self-contained ONNX files are read")
         try:
             w = numpy_helper.to_array(tensor)
         except Exception as exc:
@@ -75,14 +82,31 @@ def _data_depths(graph, constant_names: set[str]) -> dict[str, int]:
     """Depth of every tensor on the data path: graph inputs are 0, a node adds 1.
 
     Nodes fed only by weights or constants add no depth (their outputs stay constant).
-    Node order in a valid ONNX graph is topological, so one forward sweep suffices.
+    The ONNX spec requires topological node order, but files in the wild break it: nodes
+    are visited in a topological order computed here (Kahn), so order never changes depth.
     """
+    nodes = list(graph.node)
+    produced_by = {out: i for i, n in enumerate(nodes) for out in n.output}
+    waiting = [sum(1 for x in set(n.input) if x in produced_by) for n in nodes]
+    consumers: dict[int, list[int]] = {}
+    for i, n in enumerate(nodes):
+        for x in set(n.input):
+            if x in produced_by:
+                consumers.setdefault(produced_by[x], []).append(i)
+    ready = [i for i, w in enumerate(waiting) if w == 0]
     depth: dict[str, int] = {i.name: 0 for i in graph.input if i.name not in constant_names}
-    for node in graph.node:
-        data_in = [depth[i] for i in node.input if i in depth]
-        if not data_in:
-            continue  # constant-only node
-        d = max(data_in) + 1
-        for out in node.output:
-            depth[out] = d
+    visited = 0
+    while ready:
+        i = ready.pop(0)
+        visited += 1
+        data_in = [depth[x] for x in nodes[i].input if x in depth]
+        if data_in:  # else a constant-only node
+            for out in nodes[i].output:
+                depth[out] = max(data_in) + 1
+        for j in consumers.get(i, []):
+            waiting[j] -= 1
+            if waiting[j] == 0:
+                ready.append(j)
+    if visited != len(nodes):
+        raise FormatError(f"the graph {graph.name!r} has a cycle; not a valid ONNX model")
     return depth

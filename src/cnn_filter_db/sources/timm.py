@@ -3,6 +3,7 @@ pretrained weights through timm's own loading (needs the network)."""
 from __future__ import annotations
 
 import hashlib
+import os
 
 import numpy as np
 
@@ -17,10 +18,12 @@ def build(source) -> tuple[ModelConvs, str]:
 
     name = source.architecture + (f".{source.pretrained_tag}" if source.pretrained_tag else "")
     torch.manual_seed(source.seed)
+    if source.pretrained_tag is not None and os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0", "false"):
+        raise SourceError(f"timm pretrained weights {name!r} need the Hugging Face Hub, and HF_HUB_OFFLINE is set")
     try:
         model = timm.create_model(name, pretrained=source.pretrained_tag is not None)
-    except RuntimeError as exc:
-        raise SourceError(f"timm could not build {name!r}: {exc}") from None
+    except Exception as exc:  # unknown architecture, or the download of pretrained weights failed
+        raise SourceError(f"timm could not build {name!r}: {type(exc).__name__}: {exc}") from None
     model.eval()
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     sha = hashlib.sha256(save(state)).hexdigest()

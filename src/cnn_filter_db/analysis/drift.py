@@ -128,7 +128,7 @@ def bootstrap_drift(unit_hists: list[np.ndarray], unit_index: list[np.ndarray], 
     """
     reps = []
     for hist, idx in zip(unit_hists, unit_index):
-        flat = hist.reshape(len(hist), -1).astype(np.float64)
+        flat = hist.reshape(len(hist), int(np.prod(hist.shape[1:]))).astype(np.float64)  # a group may have no units
         reps.append((boot_w[:, idx] @ flat).reshape(len(boot_w), *hist.shape[1:]))
     p = probabilities(np.stack(reps, axis=1), width, empty_bin)  # (B, G, 9, bins)
     # one row of the matrix at a time: (B, G, G, 9, bins) at once would not fit for many groups

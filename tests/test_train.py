@@ -274,12 +274,41 @@ def test_same_recipe_in_two_processes_gives_identical_checkpoints(tmp_path):
         print(loaded.weights_sha256, loaded.path)
     """)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]))
+    # side by side: two processes that share nothing but the code and the recipe
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path / run)], env=env, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for run in ("a", "b")]
     outs = []
-    for run in ("a", "b"):
-        proc = subprocess.run([sys.executable, "-c", script, str(tmp_path / run)], env=env, capture_output=True,
-                              text=True, timeout=120)
-        assert proc.returncode == 0, proc.stderr
-        outs.append(proc.stdout.split())
+    for proc in procs:
+        stdout, stderr = proc.communicate(timeout=120)
+        assert proc.returncode == 0, stderr
+        outs.append(stdout.split())
     (sha_a, path_a), (sha_b, path_b) = outs
     assert path_a != path_b and Path(path_a).read_bytes() == Path(path_b).read_bytes()
     assert sha_a == sha_b
+
+
+def test_extract_model_writes_a_trained_model_row(tiny_run, tmp_path, root):
+    """The pipeline's path: a catalog file in a project folder, extracted with the train
+    options; the cached run is reused, and the models row carries both accuracies."""
+    import shutil
+
+    import pyarrow.parquet as pq
+    import yaml
+
+    entry, loaded, base = tiny_run
+    project = tmp_path / "project"
+    (project / "catalog" / "models").mkdir(parents=True)
+    shutil.copy(root / "catalog" / "vocabulary.yaml", project / "catalog" / "vocabulary.yaml")
+    (project / "catalog" / "models" / f"{entry.model_id}.yaml").write_text(
+        yaml.safe_dump(entry.model_dump(mode="json"), sort_keys=False))
+    parsed = catalog.load_entry(entry.model_id, project)  # the vocabulary check passes too
+    row = extract.extract_model(parsed, project / "dist", project / "meta", root=project, cache_dir=base / "cache",
+                                progress=False, source_options={"profile": "quick", "progress": False,
+                                                                "reports_dir": project / "reports"})
+    assert row["weights_sha256"] == loaded.weights_sha256
+    assert row["accuracy"] == loaded.accuracy and row["validation_accuracy"] == loaded.validation_accuracy
+    assert row["source_uri"] == "train://tiny-resnet9?profile=quick"
+    assert json.loads(row["framework_versions"])["torch"] == torch.__version__
+    filters = pq.read_table(project / "dist" / "filters" / entry.model_id).num_rows
+    assert filters == row["n_filters"] == _expected_3x3_filters("resnet9", 1)[1]
+    assert (project / "reports" / f"{entry.model_id}.png").exists()

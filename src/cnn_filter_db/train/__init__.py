@@ -36,7 +36,7 @@ def run_key(recipe: Recipe, profile: str, device: str, num_threads: int, hub_ids
     from .data import provenance
 
     source, versions = provenance(recipe, hub_ids)
-    facts = {"recipe": recipe.model_dump(mode="json"), "profile": profile, "torch": torch.__version__,
+    facts = {"recipe_sha256": recipe.key(), "profile": profile, "torch": torch.__version__,
              "numpy": np.__version__, "data": source, "data_versions": versions, "device": device,
              "num_threads": num_threads, "code_revision": CODE_REVISION}
     return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
@@ -82,7 +82,7 @@ def load(entry, cache_dir: Path | None = None, profile: str = config.TRAIN_PROFI
     cache = Cache(Path(cache_dir) if cache_dir else config.default_cache_dir())
     key = run_key(recipe, profile, dev.type, num_threads, hub_ids)
     record_path = cache.root / "train" / f"{key}.json"
-    record = json.loads(record_path.read_text()) if record_path.exists() else None
+    record = _read_record(record_path)
     weights = cache.get(record["weights_sha256"]) if record else None
     if weights is None:
         record, weights = _train(entry.model_id, recipe, profile, cache, record_path, dev, num_threads,
@@ -96,6 +96,15 @@ def load(entry, cache_dir: Path | None = None, profile: str = config.TRAIN_PROFI
         write_reports(Path(reports_dir), entry.model_id, record)
     return Loaded(convs, record["weights_sha256"], f"train://{entry.model_id}?profile={profile}", weights,
                   accuracy=record["test_accuracy"], validation_accuracy=record["val_accuracy"])
+
+
+def _read_record(path: Path) -> dict | None:
+    """A cached run's record, or None when absent or unreadable (then the run is redone)."""
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and "weights_sha256" in record else None
 
 
 def _train(model_id, recipe, profile, cache, record_path, device, num_threads, hub_ids, progress):
@@ -145,4 +154,5 @@ def write_reports(reports_dir: Path, model_id: str, record: dict) -> None:
                                       "sizes", "device", "weights_sha256", "history")}
     atomic_write_text(reports_dir / f"{model_id}.json", json.dumps(metrics, indent=1, sort_keys=True) + "\n")
     plot_curve(record["history"], reports_dir / f"{model_id}.png",
-               f"{model_id} [{record['profile']}] on {record['data']}", record["best_epoch"], record["test_accuracy"])
+               f"{model_id}: {record['recipe']['architecture']} on {record['recipe']['dataset']} [{record['profile']}]",
+               record["best_epoch"], record["test_accuracy"])

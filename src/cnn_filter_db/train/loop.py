@@ -129,27 +129,29 @@ def fit(model: nn.Module, train: tuple, val: tuple, recipe, augmentation: str, d
         model.train()
         order = torch.randperm(n, generator=gen)
         loss_sum, correct, seen = 0.0, 0, 0
-        bar = tqdm(range(steps_per_epoch), desc=f"{desc} epoch {epoch}/{recipe.epochs}", unit="step",
-                   disable=not progress, leave=True, dynamic_ncols=True)
-        for step in bar:
-            idx = order[step * batch:(step + 1) * batch]
-            xb, yb = x[idx], y[idx]
-            if augmentation == "crop-flip":
-                xb = crop_flip(xb, gen)
-            xb, yb = xb.to(device), yb.to(device)
-            logits = model(xb)
-            loss = loss_fn(logits, yb)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            loss_sum += float(loss.detach()) * len(yb)
-            correct += int((logits.argmax(1) == yb).sum())
-            seen += len(yb)
-            bar.set_postfix(loss=f"{loss_sum / seen:.4f}")
-        val_acc = evaluate(model, val, device)
-        bar.set_postfix(loss=f"{loss_sum / seen:.4f}", val_acc=f"{val_acc:.4f}")
-        bar.close()
+        # a bar per epoch; driven by hand because a tqdm iterated to its end closes itself
+        # before the validation accuracy is known
+        with tqdm(total=steps_per_epoch, desc=f"{desc} epoch {epoch}/{recipe.epochs}", unit="step",
+                  disable=not progress, leave=True, dynamic_ncols=True) as bar:
+            for step in range(steps_per_epoch):
+                idx = order[step * batch:(step + 1) * batch]
+                xb, yb = x[idx], y[idx]
+                if augmentation == "crop-flip":
+                    xb = crop_flip(xb, gen)
+                xb, yb = xb.to(device), yb.to(device)
+                logits = model(xb)
+                loss = loss_fn(logits, yb)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                schedule.step()
+                loss_sum += float(loss.detach()) * len(yb)
+                correct += int((logits.argmax(1) == yb).sum())
+                seen += len(yb)
+                bar.set_postfix(loss=f"{loss_sum / seen:.4f}", refresh=False)
+                bar.update()
+            val_acc = evaluate(model, val, device)
+            bar.set_postfix(loss=f"{loss_sum / seen:.4f}", val_acc=f"{val_acc:.4f}")
         best.history.append({"epoch": epoch, "train_loss": loss_sum / seen, "train_accuracy": correct / seen,
                              "val_accuracy": val_acc, "lr": optimizer.param_groups[0]["lr"],
                              "seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0})
@@ -166,6 +168,7 @@ def plot_curve(history: list[dict], path: Path, title: str, best_epoch: int | No
     """Training loss and validation accuracy per epoch, as a PNG (Agg, no pyplot state)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     from ..atomic import atomic_write_bytes
 
@@ -175,6 +178,7 @@ def plot_curve(history: list[dict], path: Path, title: str, best_epoch: int | No
     ax = fig.add_subplot()
     ax.plot(epochs, [h["train_loss"] for h in history], color="tab:blue", marker="o", ms=3, label="train loss")
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("train loss", color="tab:blue")
     ax2 = ax.twinx()
     ax2.plot(epochs, [h["val_accuracy"] for h in history], color="tab:orange", marker="o", ms=3,

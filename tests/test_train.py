@@ -150,7 +150,7 @@ def test_shipped_splits_are_stratified_disjoint_and_seeded():
         assert torch.bincount(y, minlength=10).tolist() == [per_class] * 10
     # normalised with the training split's statistics only
     assert abs(float(xtr.mean())) < 1e-4 and abs(float(xtr.std()) - 1) < 1e-3
-    rows = lambda x: {r.tobytes() for r in x.reshape(len(x), -1).numpy()}  # noqa: E731
+    rows = lambda x: {r.tobytes() for r in x.reshape(len(x), -1).numpy()}
     assert not rows(xtr) & rows(xte) and not rows(xva) & rows(xte) and not rows(xtr) & rows(xva)
     again = data.load_splits(recipe)
     assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(splits, again))
@@ -235,7 +235,7 @@ def test_tiny_recipe_trains_beats_chance_and_extracts(tiny_run):
 def test_checkpoint_loads_back_to_the_same_tensors(tiny_run):
     from safetensors.torch import load_file, save
 
-    entry, loaded, _ = tiny_run
+    _, loaded, _ = tiny_run
     state = load_file(loaded.path)
     model = architectures.build("resnet9", 1, 10)
     assert set(state) == set(model.state_dict())

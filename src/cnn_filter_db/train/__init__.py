@@ -22,7 +22,7 @@ from .. import config
 from ..errors import SourceError
 from .recipe import PROFILES, Recipe, parse_recipe
 
-__all__ = ["load", "run_key", "Recipe", "parse_recipe", "PROFILES", "CODE_REVISION"]
+__all__ = ["CODE_REVISION", "PROFILES", "Recipe", "load", "parse_recipe", "run_key"]
 
 #: Bump when a change to this package changes what a recipe trains to.
 CODE_REVISION = 1

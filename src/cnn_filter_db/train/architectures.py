@@ -8,7 +8,7 @@ name -> constructor(in_channels, num_classes).
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn

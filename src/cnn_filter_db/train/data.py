@@ -14,9 +14,9 @@ the test split is returned for the final evaluation and nothing else.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Callable
 
 import numpy as np
 
@@ -180,7 +180,7 @@ def _stratified(labels: np.ndarray, fraction: float, rng) -> tuple[np.ndarray, n
     held, rest = [], []
     for c in np.unique(labels):
         idx = rng.permutation(np.flatnonzero(labels == c))
-        k = int(round(fraction * len(idx)))
+        k = round(fraction * len(idx))
         held.append(idx[:k])
         rest.append(idx[k:])
     return np.sort(np.concatenate(held)), np.sort(np.concatenate(rest))

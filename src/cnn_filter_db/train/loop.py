@@ -61,7 +61,7 @@ def deterministic(seed: int, num_threads: int):
 
 def warmup_cosine(total_steps: int, warmup_fraction: float, final_fraction: float = 0.0):
     """The lr multiplier at each step: linear from ~0 to 1, then half a cosine to ``final_fraction``."""
-    warm = int(round(warmup_fraction * total_steps))
+    warm = round(warmup_fraction * total_steps)
 
     def factor(step: int) -> float:
         if step < warm:

@@ -124,7 +124,7 @@ class Recipe(_Strict):
             raise ValueError(f"unknown dataset {v!r}; known: {', '.join(DATASETS)}")
         return v
 
-    def resolve(self, profile: str) -> "Recipe":
+    def resolve(self, profile: str) -> Recipe:
         """The recipe as run under ``profile``: its overrides applied, ``profiles`` cleared."""
         if profile not in PROFILES:
             raise SourceError(f"unknown training profile {profile!r}; known: {', '.join(PROFILES)}")

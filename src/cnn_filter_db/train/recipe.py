@@ -28,7 +28,7 @@ from ..errors import SourceError
 #: Profiles a recipe can be run with; ``paper`` is the recipe's top level itself.
 PROFILES = ("paper", "quick")
 #: The ``quick`` profile when a recipe does not say: the budget on a 2-core CPU.
-DEFAULT_QUICK = {"epochs": 4, "batch_size": 64, "input_size": 16}
+DEFAULT_QUICK = {"epochs": 2, "batch_size": 64, "input_size": 16}
 
 
 class _Strict(BaseModel):

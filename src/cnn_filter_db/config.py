@@ -71,3 +71,11 @@ def default_cache_dir() -> Path:
         return Path(env)
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "cnn-filter-db"
+
+#: Training of ``train`` catalog entries (params.yaml ``train`` group overrides these).
+TRAIN_PROFILE = "quick"  # "paper": the published recipe (100 epochs, batch 256; for a GPU)
+# Fixed, because CPU results may depend on the thread count. One thread: on a machine
+# shared with other work, two OpenMP threads on two busy cores ran 5-10x slower than one.
+TRAIN_NUM_THREADS = 1
+REPORTS_DIR = Path("reports")
+TRAIN_REPORTS_DIR = REPORTS_DIR / "training"

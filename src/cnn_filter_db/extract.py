@@ -106,15 +106,13 @@ def _write_shards(folder: Path, model_id: str, layers: Iterable[Layer], n_rows: 
 
 
 def model_row(entry: Entry, loaded, layers: list[Layer], root: Path = Path(".")) -> dict:
-    from .sources import source_uri
-
     return {
         "model_id": entry.model_id,
         "name": entry.name,
         "architecture": entry.architecture,
         "family": entry.family,
         "source_kind": entry.source.kind,
-        "source_uri": source_uri(entry),
+        "source_uri": loaded.uri,  # for trained models it names the profile too
         "weights_sha256": loaded.weights_sha256,
         "format": entry.format,
         "task": entry.task,
@@ -145,16 +143,18 @@ def _write_meta(folder: Path, model: dict, layer_rows: list[dict]) -> None:
 def extract_model(entry: Entry, release_dir: Path = config.RELEASE_DIR, meta_dir: Path = config.META_DIR,
                   root: Path = Path("."), cache_dir: Path | None = None, progress: bool = True,
                   max_rows_per_shard: int = config.MAX_ROWS_PER_SHARD,
-                  row_group_rows: int = config.ROW_GROUP_ROWS) -> dict:
+                  row_group_rows: int = config.ROW_GROUP_ROWS, source_options: dict | None = None) -> dict:
     """Fetch, read and write one model: its filter shards and its metadata rows.
 
-    Nothing is written unless every step succeeds; the previous output stays otherwise.
+    ``source_options`` go to :func:`sources.load` (for ``train`` entries: ``profile``,
+    ``reports_dir``, ``hub_ids``, ...). Nothing is written unless every step succeeds; the
+    previous output stays otherwise.
     """
     from tqdm import tqdm
 
     from . import sources
 
-    loaded = sources.load(entry, cache_dir=cache_dir)
+    loaded = sources.load(entry, cache_dir=cache_dir, **(source_options or {}))
     layers = layers_of(entry.model_id, loaded.convs.convs, dict(entry.conv_kind_overrides))
     model = model_row(entry, loaded, layers, root)
     filters_dir = Path(release_dir) / "filters" / entry.model_id

@@ -97,10 +97,10 @@ def load(entry: Entry, cache_dir: Path | None = None, **options) -> Loaded:
         convs, sha = build(entry.source)
         return Loaded(convs, sha, source_uri(entry))
     if kind == "train":
-        from ..train import train_entry  # issue 7
+        from .. import train
 
-        convs, sha = train_entry(entry, cache_dir=cache_dir, **options)
-        return Loaded(convs, sha, source_uri(entry))
+        # options: profile, reports_dir, hub_ids, num_threads, device, progress
+        return train.load(entry, cache_dir=cache_dir, **options)
     path = fetch_file(entry, cache_dir)
     uri = source_uri(entry)
     try:

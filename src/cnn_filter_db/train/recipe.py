@@ -1,0 +1,158 @@
+"""The training recipe: the ``source.recipe`` mapping of a ``train`` catalog entry.
+
+The top-level fields are the paper's recipe (SPEC.md section 1: SGD Nesterov, momentum
+0.9, lr 0.01, weight decay 0.01, batch 256, 100 epochs, linear warm-up over 30 % of the
+steps then cosine to ~0, seed 0; random-crop + flip for CIFAR, digits resized to 32) with
+one correction: the best epoch is chosen on a validation split, and the test split is only
+used for the final evaluation. That is the ``paper`` profile. ``quick`` replaces the cost
+knobs (epochs, batch size, input size) by :data:`DEFAULT_QUICK`, updated by the recipe's
+own ``profiles.quick``; every profile runs the same code on the same recipe.
+
+Example
+-------
+>>> r = Recipe.model_validate({"architecture": "resnet9", "dataset": "sklearn-digits",
+...                            "profiles": {"quick": {"epochs": 2, "input_size": 8}}})
+>>> r.resolve("quick").epochs, r.resolve("paper").epochs
+(2, 100)
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ..errors import SourceError
+
+#: Profiles a recipe can be run with; ``paper`` is the recipe's top level itself.
+PROFILES = ("paper", "quick")
+#: The ``quick`` profile when a recipe does not say: the budget on a 2-core CPU.
+DEFAULT_QUICK = {"epochs": 2, "batch_size": 64, "input_size": 16}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Optimizer(_Strict):
+    """SGD; the paper's values are the defaults."""
+
+    name: Literal["sgd"] = "sgd"
+    lr: float = Field(0.01, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    nesterov: bool = True
+    weight_decay: float = Field(0.01, ge=0)
+
+
+class Schedule(_Strict):
+    """Learning rate: linear warm-up from ~0 over ``warmup_fraction`` of all steps, then
+    half a cosine down to ``final_lr_fraction`` of the peak (so to ~0)."""
+
+    name: Literal["warmup-cosine"] = "warmup-cosine"
+    warmup_fraction: float = Field(0.3, ge=0, lt=1)
+    final_lr_fraction: float = Field(0.0, ge=0, le=1)
+
+
+class Split(_Strict):
+    """Fractions of the data held out for validation and test.
+
+    ``test: official`` uses the dataset's own test split (Hub datasets that have one);
+    validation is then carved out of the official training split. Splits are stratified
+    by class and drawn with the recipe's seed.
+    """
+
+    validation: float = Field(0.1, gt=0, lt=1)
+    test: float | Literal["official"] = 0.2
+    limit: int | None = Field(None, ge=20, description="use only this many examples (stratified), for tests")
+
+    @field_validator("test")
+    @classmethod
+    def _fraction(cls, v):
+        if isinstance(v, float) and not 0 < v < 1:
+            raise ValueError("must be a fraction in (0, 1) or 'official'")
+        return v
+
+    @model_validator(mode="after")
+    def _room_for_training(self):
+        if isinstance(self.test, float) and self.validation + self.test >= 0.9:
+            raise ValueError("validation + test leave less than 10 % for training")
+        return self
+
+
+class ProfileOverrides(_Strict):
+    """What a profile may change: the cost knobs, nothing that changes the method."""
+
+    epochs: int | None = Field(None, ge=1)
+    batch_size: int | None = Field(None, ge=2)
+    input_size: int | None = Field(None, ge=8)
+
+
+class Recipe(_Strict):
+    """A whole training run; ``profiles`` is empty once resolved."""
+
+    architecture: str
+    dataset: str = Field(description="a name of cnn_filter_db.train.data.DATASETS")
+    hub_id: str | None = Field(None, description="Hub dataset id, overriding the dataset's default")
+    input_size: int = Field(32, ge=8, description="images are resized to input_size x input_size")
+    epochs: int = Field(100, ge=1)
+    batch_size: int = Field(256, ge=2)
+    optimizer: Optimizer = Optimizer()
+    schedule: Schedule = Schedule()
+    augmentation: Literal["auto", "none", "crop-flip"] = Field(
+        "auto", description="crop-flip: random crop with 4-pixel padding + horizontal flip; "
+                            "auto: crop-flip for CIFAR, none for digits")
+    seed: int = Field(0, ge=0)
+    split: Split = Split()
+    profiles: dict[Literal["quick"], ProfileOverrides] = Field(default_factory=dict)
+
+    @field_validator("architecture")
+    @classmethod
+    def _known_architecture(cls, v):
+        from .architectures import ARCHITECTURES
+
+        if v not in ARCHITECTURES:
+            raise ValueError(f"unknown architecture {v!r}; known: {', '.join(ARCHITECTURES)}")
+        return v
+
+    @field_validator("dataset")
+    @classmethod
+    def _known_dataset(cls, v):
+        from .data import DATASETS
+
+        if v not in DATASETS:
+            raise ValueError(f"unknown dataset {v!r}; known: {', '.join(DATASETS)}")
+        return v
+
+    def resolve(self, profile: str) -> Recipe:
+        """The recipe as run under ``profile``: its overrides applied, ``profiles`` cleared."""
+        if profile not in PROFILES:
+            raise SourceError(f"unknown training profile {profile!r}; known: {', '.join(PROFILES)}")
+        data = self.model_dump()
+        data["profiles"] = {}
+        if profile == "quick":
+            data.update(DEFAULT_QUICK)
+            given = self.profiles.get(profile)
+            if given is not None:
+                data.update(given.model_dump(exclude_none=True))
+        return Recipe.model_validate(data)
+
+    def key(self) -> str:
+        """sha256 of the canonical JSON of the recipe: the same text for the same run."""
+        text = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+def parse_recipe(data: dict, where: str = "source.recipe") -> Recipe:
+    """Validate a recipe mapping; errors name each bad field as ``where.field``."""
+    if not isinstance(data, dict):
+        raise SourceError(f"{where}: expected a mapping, got {type(data).__name__}")
+    try:
+        return Recipe.model_validate(data)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            loc = ".".join(str(x) for x in err["loc"])
+            msg = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
+            lines.append(f"{where}.{loc}: {msg}")
+        raise SourceError("invalid training recipe:\n  " + "\n  ".join(lines)) from None

@@ -101,11 +101,20 @@ def cmd_extract(args) -> int:
     if args.cache_dir:
         opts["cache_dir"] = args.cache_dir
     entries = [load_entry(m, args.root) for m in ids]  # check every entry before any work
+    train = _train_options(args.root)
     for entry in tqdm(entries, desc="models", unit="model", disable=len(entries) < 2 or args.quiet):
-        model = extract_model(entry, args.release_dir, args.meta_dir, root=args.root,
-                              progress=not args.quiet, **opts)
+        model = extract_model(entry, args.release_dir, args.meta_dir, root=args.root, progress=not args.quiet,
+                              source_options=train if entry.source.kind == "train" else None, **opts)
         print(f"{entry.model_id}: {model['n_layers']} 3x3 layers, {model['n_filters']:,} filters")
     return 0
+
+
+def _train_options(root: Path) -> dict:
+    """The ``train`` params group as options of the train source (paths under the root)."""
+    p = load_params("train", root)
+    if p.get("reports_dir"):
+        p["reports_dir"] = Path(root) / p["reports_dir"]
+    return p
 
 
 def cmd_fetch(args) -> int:

@@ -49,7 +49,7 @@ def test_dvc_repro_small_catalog_and_incremental_add(tmp_path, root, cache_dir):
     assert sorted(m["model_id"] for m in models) == sorted(SMALL)
     assert {m["format"] for m in models} == {"onnx", "pytorch"}
     manifest = json.loads((rel / "manifest.json").read_text())
-    assert len(manifest["shards"]) == len(SMALL) + 2  # one filters shard a model, layers, models
+    assert len(manifest["shards"]) == len(SMALL) + 3  # one filters shard a model, layers, models, layer_stats
     assert sum(s["rows"] for s in manifest["shards"] if s["path"].startswith("filters/")) == \
         sum(m["n_filters"] for m in models)
 

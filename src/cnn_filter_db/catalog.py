@@ -193,14 +193,20 @@ def load_entry(model_id: str, root: Path = Path(".")) -> Entry:
     return parse_entry(entry_path(model_id, root), root)
 
 
-def load_catalog(root: Path = Path(".")) -> list[Entry]:
-    """Every entry, checked; raises one CatalogError listing all problems of all files."""
+def parse_all(root: Path = Path(".")) -> tuple[list[Entry], list[tuple[str, str, str]]]:
+    """Every valid entry, and the problems of the others (all files are read)."""
     entries, problems = [], []
     for path in entry_files(root):
         try:
             entries.append(parse_entry(path, root))
         except CatalogError as exc:
             problems.extend(exc.problems)
+    return entries, problems
+
+
+def load_catalog(root: Path = Path(".")) -> list[Entry]:
+    """Every entry, checked; raises one CatalogError listing all problems of all files."""
+    entries, problems = parse_all(root)
     if problems:
         raise CatalogError(problems)
     return entries
@@ -293,13 +299,7 @@ def render_schema(root: Path = Path(".")) -> str:
 
 def validate_catalog(root: Path = Path(".")) -> tuple[list[Entry], list[tuple[str, str, str]]]:
     """All problems of the catalog: entries, the index, and the generated schema being current."""
-    problems: list[tuple[str, str, str]] = []
-    entries: list[Entry] = []
-    for path in entry_files(root):
-        try:
-            entries.append(parse_entry(path, root))
-        except CatalogError as exc:
-            problems.extend(exc.problems)
+    entries, problems = parse_all(root)
     problems.extend(check_index(root))
     schema_path = Path(root) / config.SCHEMA_FILE
     if not schema_path.exists() or schema_path.read_text() != render_schema(root):

@@ -23,7 +23,7 @@ import pandas as pd
 import pyarrow as pa
 
 from .dataset import layout
-from .dataset.reader import shard_schema
+from .dataset.shard import shard_schema
 from .dataset.runs import BATCH_ROWS, RunBatch, iter_runs
 from .dataset.schema import FILTERS_SCHEMA
 

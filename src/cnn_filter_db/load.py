@@ -27,9 +27,11 @@ def _repo_id(source) -> str | None:
 def _hub_snapshot(repo_id: str, model_id: str, revision: str | None, token, cache_dir) -> Path:
     from huggingface_hub import snapshot_download
 
-    # the layers table gives the layer's shape; the filters only of this model
+    # the layers table gives the layer's shape; the filters only of this model; the manifest
+    # their sha256
     folder = snapshot_download(repo_id, repo_type="dataset", revision=revision, token=token, cache_dir=cache_dir,
-                               allow_patterns=[f"filters/{model_id}/*.parquet", config.RELEASE_CONFIGS["layers"]])
+                               allow_patterns=[f"filters/{model_id}/*.parquet", config.RELEASE_CONFIGS["layers"],
+                                               layout.MANIFEST])
     return Path(folder)
 
 
@@ -42,6 +44,11 @@ def load_layer(model_id: str, layer_id: int, source: str | Path = config.RELEASE
     source : a release folder (``dist/cnn-filter-db`` by default), or a Hub dataset repo
         as ``hf://datasets/ORG/NAME`` or ``ORG/NAME`` (when no such folder exists).
     revision : for a Hub repo, a tag (``v1.2.0``), branch or commit; must be None for a folder.
+
+    The shards read are checked against the release's ``manifest.json`` (sha256, remembered
+    per file while it keeps its size and mtime) and their Parquet page checksums: a changed
+    byte raises :class:`~cnn_filter_db.errors.IntegrityError` or ``FormatError`` naming the
+    shard, never returns other numbers.
 
     Examples
     --------

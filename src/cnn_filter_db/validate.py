@@ -30,7 +30,7 @@ import pandas as pd
 from . import config
 from .atomic import atomic_dir, atomic_write_text
 from .catalog import load_vocabulary
-from .dataset import layout, reader
+from .dataset import layout, reader, shard
 from .dataset.manifest import fingerprint, read_manifest
 from .errors import CnnFilterDbError
 from .filter_scan import scan_filters
@@ -143,7 +143,7 @@ class Result:
                 out.append(f"  {name:<9} skipped: {t.note}")
                 continue
             state = "ok" if t.success else f"FAILED {len(t.failures)} of"
-            unit = {"filters": "layers"}.get(name, "shards" if name == "manifest" else "rows")
+            unit = {"filters": "layers"}.get(name, "files" if name == "manifest" else "rows")
             extra = f" ({t.note})" if t.note else ""
             out.append(f"  {name:<9} {state} {t.evaluated} expectations on {t.rows:,} {unit}{extra}")
             for f in t.failures:
@@ -219,29 +219,34 @@ def layer_shapes(layers: pd.DataFrame) -> dict[tuple[str, int], tuple[int, int]]
 
 
 def manifest_frame(release_dir: Path, manifest) -> tuple[pd.DataFrame, str]:
-    """One row a shard (listed or on disk) and the fingerprint recomputed from the disk."""
+    """One row a file, recorded in the manifest (shards and card files) or on disk (every
+    visible file but manifest.json, so stray files show as unlisted), and the fingerprint
+    recomputed from the shards on disk."""
     release_dir = Path(release_dir)
-    listed = {s.path: s for s in manifest.shards}
-    on_disk = {p.relative_to(release_dir).as_posix(): p for p in layout.list_shards(release_dir)}
-    actual_sha = {rel: sha256_file(p) for rel, p in on_disk.items()}
+    recorded = manifest.recorded()
+    rows_recorded = {s.path: s.rows for s in manifest.shards}
+    on_disk = set(layout.release_files(release_dir)) - {layout.MANIFEST}
+    shards = {p.relative_to(release_dir).as_posix() for p in layout.list_shards(release_dir)}
+    actual_sha = {rel: sha256_file(release_dir / rel) for rel in sorted(on_disk)}
     rows = []
-    for rel in sorted(set(listed) | set(on_disk)):
-        entry = listed.get(rel)
-        try:
-            n_rows = reader.open_shard(on_disk[rel]).metadata.num_rows if rel in on_disk else None
-        except CnnFilterDbError:
-            n_rows = None
+    for rel in sorted(set(recorded) | on_disk):
+        n_rows = None
+        if rel in shards:
+            try:
+                n_rows = shard.open_shard(release_dir / rel).metadata.num_rows
+            except CnnFilterDbError:
+                pass
         rows.append({
-            "path": rel, "listed": entry is not None, "exists": rel in on_disk,
-            "sha256_recorded": entry.sha256 if entry else None, "sha256_actual": actual_sha.get(rel),
-            "rows_recorded": entry.rows if entry else None, "rows_actual": n_rows,
+            "path": rel, "listed": rel in recorded, "exists": rel in on_disk,
+            "sha256_recorded": recorded.get(rel), "sha256_actual": actual_sha.get(rel),
+            "rows_recorded": rows_recorded.get(rel), "rows_actual": n_rows,
             "fingerprint_recorded": manifest.fingerprint,
         })
     frame = pd.DataFrame(rows, columns=["path", "listed", "exists", "sha256_recorded", "sha256_actual",
                                         "rows_recorded", "rows_actual", "fingerprint_recorded"])
     frame["rows_recorded"] = frame["rows_recorded"].astype("float64")
     frame["rows_actual"] = frame["rows_actual"].astype("float64")
-    return frame, fingerprint(actual_sha.values())
+    return frame, fingerprint(actual_sha[rel] for rel in shards)
 
 
 # --------------------------------------------------------------------------- Great Expectations
@@ -403,8 +408,8 @@ def validate_release(release_dir: Path = config.RELEASE_DIR, reports_dir: Path |
     vocabulary = load_vocabulary(root)
 
     need_meta = any(t in tables for t in ("models", "layers", "filters"))
-    models = reader.read_table(release_dir, "models").to_pandas() if need_meta else None
-    layers = reader.read_table(release_dir, "layers").to_pandas() if need_meta else None
+    models = reader.read_table(release_dir, "models", verify=False).to_pandas() if need_meta else None
+    layers = reader.read_table(release_dir, "layers", verify=False).to_pandas() if need_meta else None
 
     frames: dict[str, pd.DataFrame] = {}
     expectation_parameters: dict[str, Any] = {}

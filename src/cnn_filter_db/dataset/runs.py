@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import FormatError
-from .reader import open_shard
+from .shard import open_shard
 
 #: Rows decoded at a time: a slice of a row group keeps numpy temporaries small and in cache.
 BATCH_ROWS = 1 << 18

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 from .. import config
 from ..atomic import atomic_dirs
 from . import layout
-from .reader import read_shard
+from .shard import read_shard
 from .schema import FILTERS_SCHEMA, LAYERS_SCHEMA, MODELS_SCHEMA, parquet_options
 
 #: The per-model metadata files of the build folder (``build/meta/<model_id>/``).

@@ -47,7 +47,8 @@ def test_hidden_and_temporary_entries_are_never_shards(tmp_path):
 def test_readers_push_down_columns_and_rows(tmp_path):
     rng = np.random.default_rng(1)
     layers = [layer(0, 4, 3, rng), layer(1, 5, 4, rng), layer(2, 2, 2, rng)]
-    paths = writer.write_filters(tmp_path / "filters" / "m", "m", layers, max_rows_per_shard=16, row_group_rows=8)
+    paths = writer.write_filters(tmp_path / "filters" / "m", "m", layers,
+                                 params={"max_rows_per_shard": 16, "row_group_rows": 8})
     assert len(paths) == 3  # 12 + 20 + 4 = 36 rows in shards of at most 16
     t = reader.read_filters(tmp_path, "m", ["out_channel", "in_channel", "weights"], layer_id=1)
     assert t.column_names == ["out_channel", "in_channel", "weights"] and t.num_rows == 20

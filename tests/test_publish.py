@@ -281,4 +281,5 @@ def test_load_layer_from_hub_at_revision(hub, published, releases, tmp_path):
     # only that model's shards (and the layers table) were downloaded
     fetched = [p for m, p in hub.requests[start:] if m == "GET" and "/resolve/" in p]
     assert any("/filters/nudenet-320n/" in p for p in fetched)
-    assert all("/filters/nudenet-320n/" in p or "/layers/" in p for p in fetched), fetched
+    # (and the manifest, against which the shards' sha256 are checked)
+    assert all("/filters/nudenet-320n/" in p or "/layers/" in p or p.endswith("/manifest.json") for p in fetched), fetched

@@ -15,6 +15,7 @@ from .dataset.writer import Layer
 from .errors import CnnFilterDbError, FormatError
 from .formats.base import Conv
 from .hashing import sha256_file
+from .params import ExtractParams
 
 
 def conv_kind(conv: Conv, is_first: bool, overrides: dict[str, str]) -> str:
@@ -99,25 +100,25 @@ def model_row(entry: Entry, loaded, layers: list[Layer], root: Path = Path("."))
 
 def extract_model(entry: Entry, release_dir: Path = config.RELEASE_DIR, meta_dir: Path = config.META_DIR,
                   root: Path = Path("."), cache_dir: Path | None = None, progress: bool = True,
-                  max_rows_per_shard: int = config.MAX_ROWS_PER_SHARD,
-                  row_group_rows: int = config.ROW_GROUP_ROWS, source_options: dict | None = None) -> dict:
+                  params: ExtractParams | None = None, source_options: dict | None = None) -> dict:
     """Fetch, read and write one model: its filter shards and its metadata rows.
 
-    ``source_options`` go to :func:`sources.load` (for ``train`` entries: ``profile``,
-    ``reports_dir``, ``hub_ids``, ...). Nothing is written unless every step succeeds; the
-    previous output stays otherwise.
+    ``params`` is the ``extract`` group (shard sizes; its ``cache_dir`` unless ``cache_dir``
+    is given). ``source_options`` go to :func:`sources.load` (for ``train`` entries:
+    ``profile``, ``reports_dir``, ``hub_ids``, ...). Nothing is written unless every step
+    succeeds; the previous output stays otherwise.
     """
     from tqdm import tqdm
 
     from . import sources
 
-    loaded = sources.load(entry, cache_dir=cache_dir, **(source_options or {}))
+    params = ExtractParams.of(params)
+    loaded = sources.load(entry, cache_dir=cache_dir or params.cache_dir, **(source_options or {}))
     layers = layers_of(entry.model_id, loaded.convs.convs, dict(entry.conv_kind_overrides))
     model = model_row(entry, loaded, layers, root)
     with tqdm(total=model["n_filters"], unit="filter", unit_scale=True, desc=f"extract {entry.model_id}",
               disable=not progress, leave=False) as bar:
-        writer.write_model(release_dir, meta_dir, model, [layer.row for layer in layers], layers, bar,
-                           max_rows_per_shard, row_group_rows)
+        writer.write_model(release_dir, meta_dir, model, [layer.row for layer in layers], layers, bar, params)
     return model
 
 

@@ -20,7 +20,7 @@ import logging
 import time
 import warnings
 from contextlib import contextmanager
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Iterable, Mapping
@@ -35,34 +35,11 @@ from .dataset.manifest import fingerprint, read_manifest
 from .errors import CnnFilterDbError
 from .filter_scan import scan_filters
 from .hashing import sha256_file
+from .params import ValidateParams
 
 TABLES = ("models", "layers", "filters", "manifest")
 MAX_EXAMPLES = 5
 _DOCS_SITE = "local_site"
-
-
-@dataclass(frozen=True)
-class ValidateParams:
-    """The ``validate`` group of params.yaml.
-
-    max_abs_weight : a layer whose largest finite |w| reaches this fails (exploded weights).
-    data_docs : build the Data Docs HTML site beside the JSON results.
-    """
-
-    max_abs_weight: float = config.MAX_ABS_WEIGHT
-    data_docs: bool = True
-
-    @classmethod
-    def of(cls, params: "ValidateParams | Mapping[str, Any] | None") -> "ValidateParams":
-        if params is None:
-            return cls()
-        if isinstance(params, cls):
-            return params
-        known = {f.name for f in fields(cls)}
-        unknown = set(params) - known
-        if unknown:
-            raise CnnFilterDbError(f"params validate: unknown keys {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**params)
 
 
 # --------------------------------------------------------------------------- results
@@ -362,13 +339,25 @@ def _run(context, table: str, suite_module: ModuleType, frame: pd.DataFrame, voc
                                rows=len(frame), failures=failures)
     payload = {
         "checkpoint": result.name,
-        "run_id": result.run_id.to_json_dict(),
         "success": bool(result.success),
         "statistics": result.describe_dict()["statistics"],
-        "run_results": {key.to_fixed_length_tuple()[-1] if hasattr(key, "to_fixed_length_tuple") else str(key):
-                        r.to_json_dict() for key, r in result.run_results.items()},
+        "run_results": [_without_run_stamps(r.to_json_dict()) for r in result.run_results.values()],
     }
     return table_result, payload
+
+
+#: Fields of Great Expectations' results that change on every run (clock times, random ids):
+#: left out, so that the written results change only when the data or the suites do.
+_RUN_STAMPS = {"run_id", "run_time", "validation_time", "ge_load_time", "id", "validation_id", "checkpoint_id",
+               "batch_id"}
+
+
+def _without_run_stamps(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_run_stamps(v) for k, v in value.items() if k not in _RUN_STAMPS}
+    if isinstance(value, list):
+        return [_without_run_stamps(v) for v in value]
+    return value
 
 
 # --------------------------------------------------------------------------- entry point
@@ -475,7 +464,9 @@ def _docs_dir(reports_dir: Path | None, enabled: bool):
 
 def write_reports(result: Result, json_results: dict[str, dict], reports_dir: Path) -> None:
     """``<table>.json`` (Checkpoint results, one a table, always all of them so that DVC finds
-    its outputs) and ``metrics.json`` (the success metric), each written atomically."""
+    its outputs) and ``metrics.json`` (the success metric), each written atomically. Neither
+    holds a clock time: a rebuild of unchanged data writes the same bytes. (The Data Docs
+    site does; it is a report, not a DVC output.)"""
     for table, payload in json_results.items():
         atomic_write_text(reports_dir / f"{table}.json", json.dumps(payload, indent=2, default=str) + "\n")
     atomic_write_text(reports_dir / "metrics.json", json.dumps(result.metrics(), indent=2) + "\n")

@@ -8,14 +8,14 @@
   passes over the shards, locally or on Dask; :mod:`.pipeline`: :func:`analyze`;
   :mod:`.report` and :mod:`.plots`: the outputs.
 """
-from .params import AnalyzeParams
+from ..params import AnalyzeParams, RunOptions
 
-__all__ = ["AnalyzeParams", "analyze"]
+__all__ = ["AnalyzeParams", "RunOptions", "analyze"]
 
 
-def analyze(release_dir, reports_dir, params=None) -> dict:
+def analyze(release_dir, reports_dir, params=None, run=None) -> dict:
     """See :func:`cnn_filter_db.analysis.pipeline.analyze` (imported on first use: it pulls
     in pyarrow, pandas and matplotlib)."""
     from .pipeline import analyze as _analyze
 
-    return _analyze(release_dir, reports_dir, params)
+    return _analyze(release_dir, reports_dir, params, run)

@@ -16,12 +16,12 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import AnalysisError
+from ..params import AnalyzeParams, RunOptions
 from . import drift, report
 from .basis import Basis, BasisReducer
 from .engine import Context, make_engine, measure, pass_hist, pass_layers, pass_range, shard_items
 from .labels import Grouping, Labels, load_labels
 from .layer import MOMENTS_LEN
-from .params import AnalyzeParams
 
 
 @dataclass
@@ -39,7 +39,8 @@ class GroupingResult:
     drift: list[dict]              # one row a (group_a, group_b)
 
 
-def analyze(release_dir: Path, reports_dir: Path, params: dict | AnalyzeParams | None = None) -> dict:
+def analyze(release_dir: Path, reports_dir: Path, params: dict | AnalyzeParams | None = None,
+            run: dict | RunOptions | None = None) -> dict:
     """Analyse a release folder; write ``layer_stats`` into it and the reports.
 
     Parameters
@@ -48,20 +49,23 @@ def analyze(release_dir: Path, reports_dir: Path, params: dict | AnalyzeParams |
     reports_dir : where ``basis/``, ``drift/``, ``plots/``, ``metrics.json``,
         ``model_summary.csv`` and ``README.md`` go.
     params : the ``analyze`` group of ``params.yaml`` (see :class:`AnalyzeParams`).
+    run : how to run (engine, workers, batch size; see :class:`RunOptions`): the numbers
+        do not depend on it.
 
     Returns
     -------
     dict : the headline numbers (also in ``metrics.json``) and the time of each pass.
     """
-    p = params if isinstance(params, AnalyzeParams) else AnalyzeParams.from_dict(params)
+    p = AnalyzeParams.from_dict(params)
+    run = RunOptions.of(run)
     release_dir, reports_dir = Path(release_dir), Path(reports_dir)
     timings = {}
     t = time.perf_counter()
     labels = load_labels(release_dir)
     items = shard_items(release_dir)
     groupings = [labels.grouping(g) for g in p.groupings]
-    ctx = Context(labels.index, labels.n_filters, labels.out_channels, p)
-    engine = make_engine(p)
+    ctx = Context(labels.index, labels.n_filters, labels.out_channels, p, run.batch_rows)
+    engine = make_engine(run)
     try:
         t = _tick(timings, "load", t)
         metrics, moments, n_rows = _pass1(engine, items, ctx, labels)

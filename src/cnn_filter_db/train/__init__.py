@@ -150,8 +150,11 @@ def write_reports(reports_dir: Path, model_id: str, record: dict) -> None:
     from ..atomic import atomic_write_text
     from .loop import plot_curve
 
-    metrics = {k: record[k] for k in ("profile", "test_accuracy", "val_accuracy", "best_epoch", "train_seconds", "train_cpu_seconds",
-                                      "sizes", "device", "weights_sha256", "history")}
+    # no clock times: the file is a DVC metric, and a rebuild must not change it (the
+    # cache record keeps them)
+    metrics = {k: record[k] for k in ("profile", "test_accuracy", "val_accuracy", "best_epoch",
+                                      "sizes", "device", "weights_sha256")}
+    metrics["history"] = [{k: v for k, v in epoch.items() if not k.endswith("seconds")} for epoch in record["history"]]
     atomic_write_text(reports_dir / f"{model_id}.json", json.dumps(metrics, indent=1, sort_keys=True) + "\n")
     plot_curve(record["history"], reports_dir / f"{model_id}.png",
                f"{model_id}: {record['recipe']['architecture']} on {record['recipe']['dataset']} [{record['profile']}]",

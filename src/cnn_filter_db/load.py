@@ -27,11 +27,8 @@ def _repo_id(source) -> str | None:
 def _hub_snapshot(repo_id: str, model_id: str, revision: str | None, token, cache_dir) -> Path:
     from huggingface_hub import snapshot_download
 
-    # the layers table gives the layer's shape; the filters only of this model; the manifest
-    # their sha256
     folder = snapshot_download(repo_id, repo_type="dataset", revision=revision, token=token, cache_dir=cache_dir,
-                               allow_patterns=[f"filters/{model_id}/*.parquet", config.RELEASE_CONFIGS["layers"],
-                                               layout.MANIFEST])
+                               allow_patterns=layout.model_patterns(model_id))
     return Path(folder)
 
 

@@ -8,7 +8,6 @@ only removes the rows and shards of models the licence policy leaves out.
 from __future__ import annotations
 
 import re
-import shutil
 from importlib import metadata
 from pathlib import Path
 from typing import Iterable, Mapping
@@ -72,14 +71,8 @@ def leave_out(release_dir: Path, model_ids: Iterable[str]) -> list[str]:
     ids = sorted(set(model_ids))
     present = set()
     for mid in ids:
-        folder = layout.model_dir(release_dir, mid)
-        if folder.exists():
+        if writer.remove_model(release_dir, mid):
             present.add(mid)
-            # rename first: a crash never leaves a half-deleted shard folder behind
-            trash = folder.with_name(f".{mid}.removed")
-            shutil.rmtree(trash, ignore_errors=True)
-            folder.rename(trash)
-            shutil.rmtree(trash)
     for name in config.RELEASE_CONFIGS:
         if name == "filters":
             continue

@@ -3,6 +3,7 @@ small tables (one shard each). Every write goes to a temporary folder renamed in
 from __future__ import annotations
 
 import math
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Mapping
@@ -181,6 +182,19 @@ def write_model(release_dir: Path, meta_dir: Path, model: dict, layer_rows: list
         pq.write_table(pa.Table.from_pylist(layer_rows, schema=LAYERS_SCHEMA), mtmp / META_LAYERS,
                        **parquet_options(LAYERS_SCHEMA))
     return filters_dir
+
+
+def remove_model(release_dir: Path, model_id: str) -> bool:
+    """Remove a model's filter shards; False when it has none. The folder is renamed to a
+    hidden name first, so a crash never leaves a half-deleted shard folder visible."""
+    folder = layout.model_dir(release_dir, model_id)
+    if not folder.exists():
+        return False
+    trash = folder.with_name(f".{model_id}.removed")
+    shutil.rmtree(trash, ignore_errors=True)
+    folder.rename(trash)
+    shutil.rmtree(trash)
+    return True
 
 
 def read_meta(meta_dir: Path, model_ids: list[str]) -> tuple[pa.Table, pa.Table]:

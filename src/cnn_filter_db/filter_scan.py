@@ -134,7 +134,8 @@ class FilterScan:
         well_formed = shard_schema(path).remove_metadata().equals(FILTERS_SCHEMA)
         columns = [f.name for f in FILTERS_SCHEMA] if well_formed else _KEY_COLUMNS
         folder_code = self._code(model_id)
-        for runs in iter_runs(path, columns, self.batch_rows):
+        # one decoding thread: the scan's numpy work is the bottleneck, not the decoding
+        for runs in iter_runs(path, columns, self.batch_rows, use_threads=False):
             prev = self._add_runs(runs, folder_code, prev, well_formed)
         self.shards_ += 1
         pa.default_memory_pool().release_unused()  # keep the footprint flat from shard to shard

@@ -1,0 +1,152 @@
+"""Catalog sets: params.yaml ``catalog.sets`` selects what `dvc repro` builds, with the
+repository's own extract / extract-set / gather stages run by real DVC in a temporary repo."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import yaml
+from safetensors.numpy import save_file
+
+from cnn_filter_db import catalog
+from cnn_filter_db.errors import CatalogError
+
+ROOT = Path(__file__).resolve().parents[1]
+KEEP_STAGES = ("extract", "extract-set", "gather")
+
+
+def tiny_entry(folder: Path, model_id: str, set_name: str | None, out_c: int, seed: int) -> dict:
+    """A catalog entry for a small real safetensors file (two 3x3 convs) behind a file:// URL."""
+    rng = np.random.default_rng(seed)
+    weights = folder / "weights" / f"{model_id}.safetensors"
+    weights.parent.mkdir(parents=True, exist_ok=True)
+    save_file({"a.weight": rng.normal(size=(out_c, 3, 3, 3)).astype(np.float32),
+               "b.weight": rng.normal(size=(out_c, out_c, 3, 3)).astype(np.float32)}, str(weights))
+    entry = {
+        "model_id": model_id, "name": model_id,
+        "source": {"kind": "url", "url": weights.as_uri(), "sha256": hashlib.sha256(weights.read_bytes()).hexdigest()},
+        "format": "safetensors", "architecture": "tiny", "family": "other", "task": "classification",
+        "visual_category": "synthetic", "training_dataset": "unknown", "pretraining_dataset": "unknown",
+        "trained": True, "license": "MIT", "training_data_license": "unknown", "paper": None, "accuracy": None,
+    }
+    if set_name:
+        entry["set"] = set_name
+    return entry
+
+
+def make_project(tmp: Path, entries: list[dict], sets=("default",)) -> Path:
+    proj = tmp / "proj"
+    (proj / "catalog" / "models").mkdir(parents=True)
+    shutil.copy(ROOT / "catalog" / "vocabulary.yaml", proj / "catalog")
+    shutil.copytree(ROOT / "src", proj / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    shutil.copytree(ROOT / "stages", proj / "stages")
+    for e in entries:
+        (proj / "catalog" / "models" / f"{e['model_id']}.yaml").write_text(yaml.safe_dump(e, sort_keys=False))
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["catalog"]["sets"] = list(sets)
+    (proj / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+    dvc = {"vars": dvc["vars"], "stages": {k: v for k, v in dvc["stages"].items() if k in KEEP_STAGES}}
+    (proj / "dvc.yaml").write_text(yaml.safe_dump(dvc, sort_keys=False))
+    (proj / ".gitignore").write_text("/build/\n/dist/\n__pycache__/\n")
+    (proj / ".dvcignore").write_text("__pycache__/\n*.pyc\n")
+    catalog.write_index(proj)
+    return proj
+
+
+def run(proj: Path, *cmd: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(proj / "src"), "DVC_NO_ANALYTICS": "1",
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.run(list(cmd), cwd=proj, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout}\n{proc.stderr}"
+    return proc
+
+
+def git_dvc_init(proj: Path) -> None:
+    run(proj, "git", "init", "-q")
+    run(proj, "git", "config", "user.email", "t@example.org")
+    run(proj, "git", "config", "user.name", "t")
+    run(proj, "dvc", "init", "-q")
+    run(proj, "git", "add", "-A")
+    run(proj, "git", "commit", "-qm", "init")
+
+
+def test_index_lists_sets_and_selection_follows_params(tmp_path):
+    entries = [tiny_entry(tmp_path, "d-one", None, 4, 0), tiny_entry(tmp_path, "x-one", "extra", 2, 1),
+               tiny_entry(tmp_path, "x-two", "extra", 3, 2)]
+    proj = make_project(tmp_path, entries)
+    doc = yaml.safe_load((proj / "catalog" / "index.yaml").read_text())
+    assert doc["models"] == ["d-one"] and doc["trained"] == []
+    assert doc["sets"] == {"extra": ["x-one", "x-two"]}
+    assert catalog.index_models(proj) == ["d-one"]
+    params = yaml.safe_load((proj / "params.yaml").read_text())
+    params["catalog"]["sets"] = ["default", "extra"]
+    (proj / "params.yaml").write_text(yaml.safe_dump(params))
+    assert catalog.index_models(proj) == ["d-one", "x-one", "x-two"]
+    # the index does not depend on the selection: changing the param needs no regeneration
+    assert catalog.check_index(proj) == []
+    params["catalog"]["sets"] = ["extra"]
+    (proj / "params.yaml").write_text(yaml.safe_dump(params))
+    with pytest.raises(CatalogError, match="catalog.sets: must include 'default'"):
+        catalog.index_models(proj)
+    assert catalog.check_index(proj)[0][1] == "catalog.sets"
+    with pytest.raises(CatalogError, match="has no set 'nope'"):
+        catalog.set_members("nope", proj)
+
+
+def test_bad_set_name_is_one_clear_problem(tmp_path):
+    e = tiny_entry(tmp_path, "d-one", "Bad Set", 4, 0)
+    proj = make_project(tmp_path, [e])
+    with pytest.raises(CatalogError) as err:
+        catalog.load_entry("d-one", proj)
+    assert err.value.problems[0][1] == "set"
+
+
+def models_table(proj: Path) -> list[str]:
+    return sorted(pq.read_table(proj / "dist" / "cnn-filter-db" / "models").column("model_id").to_pylist())
+
+
+@pytest.mark.slow
+def test_dvc_exp_run_with_more_sets_builds_more(tmp_path):
+    entries = [tiny_entry(tmp_path, "d-one", None, 4, 0), tiny_entry(tmp_path, "d-two", "default", 5, 3),
+               tiny_entry(tmp_path, "x-one", "extra", 2, 1), tiny_entry(tmp_path, "x-two", "extra", 3, 2)]
+    proj = make_project(tmp_path, entries)
+    git_dvc_init(proj)
+    run(proj, "dvc", "repro", "-q")
+    # the default selection builds the default set, one stage a model, exactly as before
+    assert models_table(proj) == ["d-one", "d-two"]
+    lock = yaml.safe_load((proj / "dvc.lock").read_text())["stages"]
+    assert {"extract@d-one", "extract@d-two", "extract-set@default", "gather"} == set(lock)
+    assert not (proj / "dist" / "cnn-filter-db" / "filters" / "x-one").exists()
+    run(proj, "git", "add", "-A")
+    run(proj, "git", "commit", "-qm", "built")
+
+    run(proj, "dvc", "exp", "run", "-S", "catalog.sets=[default,extra]")
+    assert models_table(proj) == ["d-one", "d-two", "x-one", "x-two"]
+    lock = yaml.safe_load((proj / "dvc.lock").read_text())["stages"]
+    assert "extract-set@extra" in lock
+    summary = json.loads((proj / "build" / "sets" / "extra.json").read_text())
+    # filters per model: 2*3 + 2*2 = 10 and 3*3 + 3*3 = 18, counted by hand
+    assert {m: v["n_filters"] for m, v in summary["models"].items()} == {"x-one": 10, "x-two": 18}
+    shards = sorted(p.name for p in (proj / "dist" / "cnn-filter-db" / "filters" / "x-two").iterdir())
+    assert shards == ["x-two-00000-of-00001.parquet"]
+    assert pq.read_table(proj / "dist" / "cnn-filter-db" / "filters" / "x-two").num_rows == 18
+    # up to date now; the per-model stages of the default set did not run again
+    status = run(proj, "dvc", "status", "--json")
+    assert json.loads(status.stdout or "{}") == {}
+
+    # a changed member is rebuilt, the other one is not
+    before = (proj / "dist" / "cnn-filter-db" / "filters" / "x-one").stat().st_mtime_ns
+    path = proj / "catalog" / "models" / "x-two.yaml"
+    path.write_text(path.read_text().replace("name: x-two", "name: x-two renamed"))
+    out = run(proj, "python", "stages/extract_set.py", "extra")
+    assert "x-two: built" in out.stdout and "x-one" not in out.stdout
+    assert (proj / "dist" / "cnn-filter-db" / "filters" / "x-one").stat().st_mtime_ns == before

@@ -35,7 +35,7 @@ def generate(registry: str, root: Path = Path("."), pattern: str = "*", progress
     models_dir.mkdir(parents=True, exist_ok=True)
     report = Report()
     items = (registries.timm_entries(pattern, progress) if registry == "timm"
-             else registries.torchvision_entries(progress))
+             else registries.torchvision_entries(pattern, progress))
     produced = set()
     for mid, entry, why in items:
         if entry is None:

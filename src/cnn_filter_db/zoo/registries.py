@@ -18,13 +18,25 @@ from . import labels
 SETS = ("timm", "torchvision")
 
 
-def count_3x3(build: Callable[[], object]) -> tuple[int, int]:
-    """(layers, filters) of the module ``build()`` returns, built on the meta device."""
+#: Architectures whose construction computes with tensors (torchvision's RegNet widths) cannot
+#: be built on the meta device; those up to this many parameters are built on the CPU instead.
+CPU_FALLBACK_MAX_PARAMS = 200_000_000
+
+
+def count_3x3(build: Callable[[], object], num_params: int | None = None) -> tuple[int, int]:
+    """(layers, filters) of the module ``build()`` returns, built on the meta device (or on
+    the CPU when the meta device cannot build it and ``num_params`` is known to be small)."""
     import torch
 
-    with torch.device("meta"), warnings.catch_warnings():
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model = build()
+        try:
+            with torch.device("meta"):
+                model = build()
+        except NotImplementedError:
+            if num_params is None or num_params > CPU_FALLBACK_MAX_PARAMS:
+                raise
+            model = build()
     layers = filters = 0
     for key, tensor in model.state_dict().items():
         if key.endswith("weight") and tensor.ndim == 4 and tuple(tensor.shape[-2:]) == (3, 3):
@@ -83,7 +95,7 @@ def timm_entries(pattern: str = "*", progress=None) -> Iterator[tuple[str, dict 
             "set": "timm",
             "name": f"timm {name}",
             "source": {"kind": "timm", "architecture": arch, "pretrained_tag": tag},
-            "format": "pytorch",
+            "format": "safetensors",  # timm's Hub repositories hold model.safetensors
             "architecture": arch,
             "family": labels.family(arch),
             "task": "classification" if cfg.num_classes else "other",
@@ -107,7 +119,10 @@ TV_TASKS = (("detection", "detection"), ("segmentation", "segmentation"), ("opti
             ("quantization", None), ("video", None), ("", "classification"))
 
 
-def torchvision_entries(progress=None) -> Iterator[tuple[str, dict | None, str]]:
+def torchvision_entries(pattern: str = "*", progress=None) -> Iterator[tuple[str, dict | None, str]]:
+    """As :func:`timm_entries`, for torchvision's weights enums (``pattern`` matches builder names)."""
+    import fnmatch
+
     import torchvision
     from torchvision import models
 
@@ -117,6 +132,8 @@ def torchvision_entries(progress=None) -> Iterator[tuple[str, dict | None, str]]
         for builder in models.list_models(module=module):
             task_of.setdefault(builder, task)
     for builder in models.list_models():
+        if not fnmatch.fnmatch(builder, pattern):
+            continue
         for weights in models.get_model_weights(builder):
             enum_name = f"{type(weights).__name__}.{weights.name}"
             if progress:
@@ -127,9 +144,9 @@ def torchvision_entries(progress=None) -> Iterator[tuple[str, dict | None, str]]
                 yield mid, None, "quantized or video weights (not float 2-D filters)"
                 continue
             meta = weights.meta
-            kwargs = {"num_classes": len(meta["categories"])} if meta.get("categories") else {}
             try:
-                n_layers, n_filters = count_3x3(lambda: models.get_model(builder, weights=None, **kwargs))
+                n_layers, n_filters = count_3x3(lambda: models.get_model(builder, weights=None, **_tv_kwargs(builder, meta)),
+                                                meta.get("num_params"))
             except Exception as exc:
                 yield mid, None, f"could not build on the meta device: {type(exc).__name__}: {exc}"
                 continue
@@ -164,6 +181,23 @@ def torchvision_entries(progress=None) -> Iterator[tuple[str, dict | None, str]]
                           f"parameters; reported {metrics or 'no metrics'}; weights URL {weights.url}."),
                 "expected_3x3": {"layers": n_layers, "filters": n_filters},
             }, ""
+
+
+def _tv_kwargs(builder: str, meta: dict) -> dict:
+    """The builder arguments that the weights imply (torchvision sets them when it loads the
+    weights): their number of classes, the auxiliary segmentation head, and no download of
+    separate backbone weights."""
+    import inspect
+
+    from torchvision import models
+
+    params = inspect.signature(models.get_model_builder(builder)).parameters
+    kwargs = {"num_classes": len(meta["categories"])} if meta.get("categories") else {}
+    if "weights_backbone" in params:
+        kwargs["weights_backbone"] = None
+    if builder.startswith(("fcn_", "deeplabv3_")):
+        kwargs["aux_loss"] = True  # every COCO_WITH_VOC_LABELS weights file holds the aux head
+    return kwargs
 
 
 def _tv_data(name: str, meta: dict, task: str) -> tuple[str, str, float | None, str | None]:

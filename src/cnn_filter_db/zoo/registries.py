@@ -8,6 +8,7 @@ models).
 """
 from __future__ import annotations
 
+import math
 import re
 import warnings
 from typing import Callable, Iterator
@@ -205,7 +206,9 @@ def _tv_data(name: str, meta: dict, task: str) -> tuple[str, str, float | None, 
     if "ImageNet-1K" in metrics:
         acc = metrics["ImageNet-1K"].get("acc@1")
         pre = "instagram-3.6b" if "SWAG" in name else "none"
-        return "imagenet-1k", pre, (round(acc / 100, 5) if acc is not None else None), "top-1"
+        if acc is None or not math.isfinite(acc):  # the VGG16 "features" weights report nan
+            return "imagenet-1k", pre, None, None
+        return "imagenet-1k", pre, round(acc / 100, 5), "top-1"
     if any(k.startswith("COCO-val2017-VOC") for k in metrics):
         return "coco-voc-labels", "imagenet-1k", None, None
     if any(k.startswith("COCO") for k in metrics):

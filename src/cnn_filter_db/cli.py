@@ -194,12 +194,13 @@ def cmd_release(args) -> int:
 
 def _build_release(args, params: dict, version: str) -> int:
     """The DVC release stage: licence policy, manifest, card and citation."""
-    from .catalog import load_catalog
+    from .catalog import load_catalog, selected_sets
     from .release import build_release
 
     previous = args.previous or params.get("previous_manifest")
+    sets = set(selected_sets(args.root))  # entries of sets not built are not "left out" of this release
     manifest = build_release(args.release_dir, version, params, previous=previous, root=args.root,
-                             entries=load_catalog(args.root), prune=False)
+                             entries=[e for e in load_catalog(args.root) if e.set in sets], prune=False)
     rows = sum(s["rows"] for s in manifest["shards"])
     print(f"release {version}: {len(manifest['shards'])} shards, {rows:,} rows, "
           f"fingerprint {manifest['fingerprint']}")

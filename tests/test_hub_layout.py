@@ -24,8 +24,8 @@ def test_layout_check_counts_and_flags(tmp_path):
     (rel / ".cache").mkdir()
     (rel / ".cache" / "hidden").write_bytes(b"y" * 100)
     r = check_layout(rel, max_entries_per_folder=4, max_files=4, max_file_bytes=4)
-    assert r.files == 5 and r.largest_folder == (os.path.join("filters", "m"), 5)
-    assert r.largest_file == (os.path.join("filters", "m", "s4.parquet"), 5)
+    assert r.files == 5 and r.largest_folder == ("filters/m", 5)
+    assert r.largest_file == ("filters/m/s4.parquet", 5)
     assert len(r.problems) == 3  # the folder, the file count, and s4 (5 bytes > 4)
     assert check_layout(rel).problems == []
 

@@ -7,9 +7,10 @@ number of models of one release; shards are capped by ``extract.max_rows_per_sha
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+
+from .dataset.layout import release_files
 
 MAX_ENTRIES_PER_FOLDER = 10_000
 MAX_FILES_PER_REPO = 100_000
@@ -26,27 +27,23 @@ class LayoutReport:
 
 def check_layout(release_dir: Path, max_entries_per_folder: int = MAX_ENTRIES_PER_FOLDER,
                  max_files: int = MAX_FILES_PER_REPO, max_file_bytes: int = MAX_FILE_BYTES) -> LayoutReport:
-    """Count files, entries per folder and file sizes under ``release_dir`` (hidden names,
-    which are not uploaded, are skipped)."""
+    """Count files, entries (files and sub-folders) per folder and file sizes of the release
+    folder's visible files (the release's one rule: :func:`dataset.layout.release_files`)."""
     release_dir = Path(release_dir)
-    files, problems = 0, []
-    largest_folder, largest_file = ("", 0), ("", 0)
-    for folder, dirs, names in os.walk(release_dir):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        names = [n for n in names if not n.startswith(".")]
-        rel = os.path.relpath(folder, release_dir)
-        entries = len(dirs) + len(names)
-        if entries > largest_folder[1]:
-            largest_folder = (rel, entries)
-        if entries > max_entries_per_folder:
-            problems.append(f"{rel}: {entries:,} entries in one folder (the Hub allows {max_entries_per_folder:,})")
-        for n in names:
-            files += 1
-            size = os.path.getsize(os.path.join(folder, n))
-            if size > largest_file[1]:
-                largest_file = (os.path.join(rel, n), size)
-            if size > max_file_bytes:
-                problems.append(f"{os.path.join(rel, n)}: {size:,} bytes (at most {max_file_bytes:,} a file)")
-    if files > max_files:
-        problems.append(f"{release_dir}: {files:,} files (the Hub advises at most {max_files:,} a repository)")
-    return LayoutReport(files, largest_folder, largest_file, problems)
+    files = release_files(release_dir)
+    entries: dict[str, set[str]] = {}
+    for rel in files:
+        parts = PurePosixPath(rel).parts
+        for depth in range(len(parts)):
+            folder = "/".join(parts[:depth]) or "."
+            entries.setdefault(folder, set()).add(parts[depth])
+    problems = [f"{folder}: {len(names):,} entries in one folder (the Hub allows {max_entries_per_folder:,})"
+                for folder, names in sorted(entries.items()) if len(names) > max_entries_per_folder]
+    sizes = {rel: (release_dir / rel).stat().st_size for rel in files}
+    problems += [f"{rel}: {size:,} bytes (at most {max_file_bytes:,} a file)"
+                 for rel, size in sizes.items() if size > max_file_bytes]
+    if len(files) > max_files:
+        problems.append(f"{release_dir}: {len(files):,} files (the Hub advises at most {max_files:,} a repository)")
+    largest_folder = max(((f, len(n)) for f, n in entries.items()), key=lambda x: x[1], default=("", 0))
+    largest_file = max(sizes.items(), key=lambda x: x[1], default=("", 0))
+    return LayoutReport(len(files), largest_folder, largest_file, problems)

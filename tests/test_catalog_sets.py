@@ -11,7 +11,8 @@ import yaml
 from catalog_project import git_dvc_init, make_project, run, tiny_entry
 
 from cnn_filter_db import catalog
-from cnn_filter_db.errors import CatalogError
+from cnn_filter_db.errors import CatalogError, CnnFilterDbError
+from cnn_filter_db.set_build import build_set
 
 def test_index_lists_sets_and_selection_follows_params(tmp_path):
     entries = [tiny_entry(tmp_path, "d-one", None, 4, 0), tiny_entry(tmp_path, "x-one", "extra", 2, 1),
@@ -42,6 +43,20 @@ def test_bad_set_name_is_one_clear_problem(tmp_path):
     with pytest.raises(CatalogError) as err:
         catalog.load_entry("d-one", proj)
     assert err.value.problems[0][1] == "set"
+
+
+def test_a_failing_member_does_not_stop_the_others(tmp_path):
+    bad = tiny_entry(tmp_path, "x-bad", "extra", 2, 1)
+    bad["source"]["sha256"] = "0" * 64  # the file is fine, the pin is not
+    proj = make_project(tmp_path, [tiny_entry(tmp_path, "d-one", None, 4, 0), bad,
+                                   tiny_entry(tmp_path, "x-good", "extra", 3, 2)])
+    with pytest.raises(CnnFilterDbError) as err:
+        build_set("extra", proj)
+    assert "1 of 2 models failed" in str(err.value) and "x-bad: " in str(err.value) and "sha256" in str(err.value)
+    summary = json.loads((proj / "build" / "sets" / "extra.json").read_text())
+    assert list(summary["models"]) == ["x-good"] and list(summary["failed"]) == ["x-bad"]
+    assert (proj / "dist" / "cnn-filter-db" / "filters" / "x-good").is_dir()
+    assert not (proj / "dist" / "cnn-filter-db" / "filters" / "x-bad").exists()
 
 
 def models_table(proj: Path) -> list[str]:

@@ -39,7 +39,7 @@ def load_lock(root: Path = Path(".")) -> dict[str, dict]:
     if not path.exists():
         return {}
     try:
-        doc = yaml.safe_load(path.read_text()) or {}
+        doc = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}
     except yaml.YAMLError as exc:
         raise CatalogError([(str(config.LOCK_FILE), "-", f"not valid YAML ({exc})")]) from None
     models = doc.get("models") or {}

@@ -34,9 +34,9 @@ def summary_path(name: str, root: Path = Path(".")) -> Path:
     return Path(root) / SETS_DIR / f"{name}.json"
 
 
-def stamp(model_id: str, root: Path, extract_options: dict) -> str:
-    """What a member's outputs depend on: its entry file, the shard layout, its weight pin."""
-    pin = load_lock(root).get(model_id)
+def stamp(model_id: str, root: Path, extract_options: dict, pin: dict | None) -> str:
+    """What a member's outputs depend on: its entry file, the shard layout, its weight pin
+    (``pin``: its block of catalog/lock.yaml, None when unpinned)."""
     parts = [sha256_file(entry_path(model_id, root)),
              json.dumps({k: extract_options.get(k) for k in ("max_rows_per_shard", "row_group_rows")}, sort_keys=True),
              json.dumps(pin, sort_keys=True)]
@@ -62,8 +62,9 @@ def build_set(name: str, root: Path = Path("."), release_dir: Path | None = None
     previous = json.loads(out.read_text()).get("models", {}) if out.exists() else {}
     models, failed = {}, {}
     start = time.perf_counter()
+    lock = load_lock(root)  # read once; a first build adds its own pin below
     for model_id in set_members(name, root):
-        want = stamp(model_id, root, opts)
+        want = stamp(model_id, root, opts, lock.get(model_id))
         old = previous.get(model_id, {})
         built = (meta_dir / model_id / "model.parquet").exists() and (release_dir / "filters" / model_id).is_dir()
         if old.get("stamp") == want and built:
@@ -78,7 +79,11 @@ def build_set(name: str, root: Path = Path("."), release_dir: Path | None = None
                 progress(model_id, "failed")
             continue
         # the first build may just have pinned the weights: stamp with the pin as now recorded
-        models[model_id] = {"stamp": stamp(model_id, root, opts), "n_layers": row["n_layers"],
+        if model_id not in lock:
+            pin = load_lock(root).get(model_id)
+            if pin is not None:
+                lock[model_id] = pin
+        models[model_id] = {"stamp": stamp(model_id, root, opts, lock.get(model_id)), "n_layers": row["n_layers"],
                             "n_filters": row["n_filters"], "weights_sha256": row["weights_sha256"]}
         if progress:
             progress(model_id, "built")

@@ -34,7 +34,8 @@ def test_timm_tags_name_training_and_pretraining_data(tag, expected):
 def test_licences_and_papers_map_to_the_vocabulary():
     vocab = catalog.load_vocabulary(ROOT)
     assert labels.license_id("apache-2.0") == "Apache-2.0" and labels.license_id("cc-by-nc-4.0") == "CC-BY-NC-4.0"
-    assert labels.license_id("fair-noncommercial-research-license") == "unknown" and labels.license_id(None) == "unknown"
+    assert labels.license_id("fair-noncommercial-research-license") == "other" and labels.license_id(None) == "unknown"
+    assert labels.license_id("unknown") == "unknown"
     assert labels.license_id("https://github.com/facebookresearch/SWAG/blob/main/LICENSE") == "CC-BY-NC-4.0"
     assert set(labels.LICENSES.values()) <= set(vocab["license"])
     assert {v for v in labels.TAG_DATASETS.values() if v} <= set(vocab["dataset"])

@@ -78,7 +78,14 @@ def family(architecture: str) -> str:
 
 
 def license_id(value: str | None) -> str:
-    return LICENSES.get((value or "").strip().lower() if value and not value.startswith("http") else value or "", "unknown")
+    """The vocabulary's name of a registry's licence string: ``unknown`` when none is named,
+    ``other`` for a named licence outside the vocabulary (apple-ascl, dinov3-license, ...),
+    which the release policy then leaves out rather than publishing as unknown."""
+    key = (value or "").strip()
+    key = key if key.startswith("http") else key.lower()
+    if key in ("", "unknown"):
+        return "unknown"
+    return LICENSES.get(key, "other")
 
 
 def timm_tag_datasets(tag: str) -> tuple[str, str]:

@@ -87,7 +87,7 @@ def timm_entries(pattern: str = "*", progress=None) -> Iterator[tuple[str, dict 
         training, pretraining = labels.timm_tag_datasets(tag)
         lic = labels.license_id(cfg.license)
         notes = [f"Generated from timm {timm.__version__} pretrained_cfg of {name}."]
-        if lic == "unknown":
+        if lic in ("unknown", "other"):
             notes.append(f"pretrained_cfg license: {cfg.license!r}.")
         if getattr(cfg, "notes", None):
             notes.append(" ".join(str(n) for n in cfg.notes))

@@ -407,11 +407,11 @@ def _keras3_layers(f, path: Path, config: dict | None) -> list[_Layer]:
             layers.append(_Layer(name=cname or stored_name or owner, cls=cls, config=cfg,
                                  variables=variables, order=(0, pos), where=owner))
             continue
-        # No config entry: a group under 'layers/' is named after the class by Keras; else the
-        # layer's own name tells if Keras generated it (conv2d_3); else the entry must say.
-        segments = owner.split("/")
-        cls = class_from_name(segments[-1]) if len(segments) > 1 and segments[-2] == "layers" else None
-        cls = cls or class_from_name(stored_name)
+        # No config entry: Keras names the groups of layer lists ('layers/conv2d_1',
+        # '<block>/stack/conv2d') after the class; an attribute's group has the attribute's
+        # name, and then the layer's own name tells if Keras generated it ('conv2d_3');
+        # else the entry must say.
+        cls = class_from_name(owner.rsplit("/", 1)[-1]) or class_from_name(stored_name)
         unique = stored_name is not None and stored_counts[stored_name] == 1
         layers.append(_Layer(name=stored_name if unique else (owner or stored_name or gpath), cls=cls, config={},
                              variables=variables, order=(1, natural_key(gpath)), where=owner or gpath))

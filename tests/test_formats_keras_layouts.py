@@ -82,6 +82,22 @@ def test_keras21_full_model_maps_weights_through_the_layer_groups(tmp_path):
     assert m.framework_versions["keras (writer)"] == "2.1.6"
 
 
+def test_catalog_add_takes_a_keras21_file(tmp_path, root):
+    rng = np.random.default_rng(6)
+    k = {"conv1": rng.normal(size=(3, 3, 3, 4)), "dwise": rng.normal(size=(3, 3, 4, 1)),
+         "sep_d": rng.normal(size=(3, 3, 4, 1)), "sep_p": rng.normal(size=(1, 1, 4, 6)),
+         "conv2": rng.normal(size=(3, 3, 6, 6))}
+    path = tmp_path / "keras21.hdf5"
+    write_keras21_h5(path, {n: v.astype(np.float32) for n, v in k.items()})
+    proj = tmp_path / "proj"
+    (proj / "catalog" / "models").mkdir(parents=True)
+    shutil.copy(root / "catalog" / "vocabulary.yaml", proj / "catalog")
+    written, findings = add_entry(str(path), "keras21-model", root=proj, cache_dir=tmp_path / "cache")
+    assert (findings.format, findings.n_layers, findings.n_filters, findings.n_depthwise) == (
+        "keras", 4, 4 * 3 + 4 + 4 + 6 * 6, 4 + 4)  # conv1, dwise, sep/depthwise, conv2 (3x3 only)
+    assert "format: keras" in written.read_text()
+
+
 # --------------------------------------------------------------------------- (b) save_weights
 
 @pytest.fixture(scope="module")

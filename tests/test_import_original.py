@@ -124,7 +124,8 @@ def test_reader_follows_the_index_levels(tmp_path):
     assert [(c.weight.shape, c.level) for c in real] == [((1, 2, 3, 3), 0), ((1, 4, 3, 3), 3)]
     assert sorted(c.level for c in m.convs) == [0, 1, 2, 3]  # placeholders at depths 1 and 2
     start = 12 + 16 + 32
-    np.testing.assert_array_equal(real[1].weight.reshape(4, 9), filters[start + 2:start + 6].astype(np.float32))
+    np.testing.assert_array_equal(real[1].weight.reshape(4, 9), filters[start + 2:start + 6])  # float64 as stored
+    assert isinstance(real[1].weight.base, np.memmap)  # the contiguous array is mapped, not loaded
     with pytest.raises(FormatError, match="holds many models: name one"):
         formats.read(path, "hdf5-original", sha256=sha)
     with pytest.raises(FormatError, match="model 'nope': no rows in /meta"):
@@ -180,16 +181,21 @@ def test_original_set_entries_extract_through_the_pipeline_reading_meta_once(tmp
         extract_model(first, tmp_path / "rel", tmp_path / "meta", root=project, cache_dir=cache, progress=False)
     monkeypatch.setenv(TRUSTED_PICKLE_ENV, sha)  # the user checked the file
     monkeypatch.setenv("CNN_FILTER_DB_CACHE", str(cache))
+    offset = 0
     for m in MODELS:
         monkeypatch.setattr(hdf5_original, "_parsed", {})  # one process a stage
         entry = catalog.load_entry(IDS[m.model], project)
         row = extract_model(entry, tmp_path / "rel", tmp_path / "meta", root=project, cache_dir=cache,
                             progress=False)
-        assert row["n_filters"] == sum(c for _, c in m.layers)
+        n = sum(c for _, c in m.layers)
+        assert row["n_filters"] == n
+        table = pq.read_table(tmp_path / "rel" / "filters" / IDS[m.model]).to_pydict()
+        np.testing.assert_array_equal(np.array(table["weights"], np.float32),
+                                      filters[offset:offset + n].astype(np.float32))
+        layers = pq.read_table(tmp_path / "meta" / IDS[m.model] / "layers.parquet").to_pydict()
+        assert layers["conv_depth"] == [d for d, _ in m.layers]
+        offset += n
     assert len(calls) == 1  # /meta parsed once for the whole run
-    table = pq.read_table(tmp_path / "rel" / "filters" / IDS["fractal resnet/50"]).to_pydict()
-    np.testing.assert_array_equal(np.array(table["weights"], np.float32),
-                                  filters[66:72].astype(np.float32))  # after 60 + 6 rows
 
 
 # --------------------------------------------------------------------------- bad input
@@ -268,6 +274,17 @@ def test_existing_entries_are_kept_unless_forced(tmp_path, project):
     assert again.skipped == ["cvpr22-unet-lits-11"] and not again.imported
     forced = import_original(path, sha, project, models=["unet_lits_11"], force=True, cache_dir=tmp_path / "cache")
     assert [r["model_id"] for r in forced.imported] == ["cvpr22-unet-lits-11"]
+
+
+def test_chunked_compressed_filter_array_is_read_through_h5py(tmp_path):
+    path, _, filters, _ = write(tmp_path, "readme")
+    with h5py.File(path, "a") as f:
+        del f["filter"]
+        f.create_dataset("filter", data=filters.astype(np.float32), chunks=(7, 9), compression="gzip", shuffle=True)
+    m = formats.read(path, "hdf5-original", member="vgg_mnist_11", sha256=sha256_file(path))
+    real = [c for c in m.convs if c.weight.size]
+    start = 60 + 6 + 6
+    np.testing.assert_array_equal(real[1].weight.reshape(9, 9), filters[start + 3:start + 12].astype(np.float32))
 
 
 def test_bad_filter_arrays_are_refused(tmp_path):

@@ -263,9 +263,32 @@ def read_original(path: Path, member: str | None = None, sha256: str | None = No
     with open_contained(path) as f:
         ds = filters_dataset(f, path)
         rows, max_depth = model_rows(df, member, path, n_filters=ds.shape[0])
-        convs = [Conv(r.name, read_layer(ds, r, path, member), groups=None, level=r.level) for r in rows]
+        mapped = mapped_filters(ds, path)
+        if mapped is not None:  # layers stay on disk until the writer streams them
+            convs = [Conv(r.name, mapped[r.start:r.stop].reshape(layer_shape(r, path, member)), groups=None,
+                          level=r.level) for r in rows]
+        else:
+            convs = [Conv(r.name, read_layer(ds, r, path, member), groups=None, level=r.level) for r in rows]
     return ModelConvs(convs=convs + placeholders(rows, max_depth), format="hdf5-original",
                       framework_versions={"h5py": h5py.__version__})
+
+
+def mapped_filters(ds, path: Path) -> np.ndarray | None:
+    """The filter array as a read-only memory map (N, 9) where HDF5 stores it as one
+    contiguous, unfiltered block in this file (as the release does), else None.
+
+    A model of the release can hold tens of millions of filters; mapped, its layers are read
+    from disk one at a time while the shards are written, instead of all at once. The offset
+    comes from a dataset :func:`.hdf5_safety.open_contained` has checked (no external storage).
+    """
+    offset = ds.id.get_offset()
+    if offset is None or ds.id.get_create_plist().get_nfilters() or ds.id.get_create_plist().get_layout() != \
+            h5py.h5d.CONTIGUOUS:
+        return None
+    try:
+        return np.memmap(path, dtype=ds.dtype, mode="r", offset=offset, shape=(ds.shape[0], 9))
+    except (ValueError, OSError) as exc:  # the block reaches past the end of a truncated file
+        raise FormatError(f"{path}: the filter array cannot be read ({exc}); is the file truncated?") from None
 
 
 def filters_dataset(f, path: Path):

@@ -5,6 +5,7 @@ original's README and notebook allow, the sha256 gate on the pickled /meta, the 
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -146,7 +147,7 @@ def test_wrong_sha256_is_refused_before_any_unpickling(tmp_path, project, monkey
         import_original(path, "0" * 64, project, cache_dir=tmp_path / "cache")
     with pytest.raises(FormatError, match=r"refused: .*sha256 you trust"):
         formats.read(path, "hdf5-original", member="unet_lits_11")  # no sha256 given at all
-    assert files_under(project) == [__import__("pathlib").Path("catalog/vocabulary.yaml")]
+    assert files_under(project) == [Path("catalog/vocabulary.yaml")]
 
 
 def test_external_storage_in_the_release_is_refused(tmp_path, project):
@@ -158,7 +159,7 @@ def test_external_storage_in_the_release_is_refused(tmp_path, project):
         f.create_dataset("filter", shape=filters.shape, dtype="<f4", external=[(str(secret), 0, filters.size * 4)])
     with pytest.raises(FormatError, match=r"dataset\.h5: refused: /filter stores its data in another file"):
         import_original(path, sha256_file(path), project, cache_dir=tmp_path / "cache")
-    assert files_under(project) == [__import__("pathlib").Path("catalog/vocabulary.yaml")]
+    assert files_under(project) == [Path("catalog/vocabulary.yaml")]
 
 
 # --------------------------------------------------------------------------- the catalog set

@@ -160,45 +160,19 @@ def import_original(h5_path: Path, sha256: str, out_root: Path = Path("."), *,
     with open_contained(h5_path) as f:
         ds = filters_dataset(f, h5_path)
         for plan in plans:
-            data, original = plan.data, plan.original
-            model_id = data["model_id"]
-            target = entry_path(model_id, out_root)
+            target = entry_path(plan.data["model_id"], out_root)
             if target.exists() and not force:
-                report.skipped.append(model_id)
+                report.skipped.append(plan.data["model_id"])
                 continue
-            rows, max_depth = plan.rows, plan.max_depth
             try:
-                entry = Entry.model_validate(data)
-                by_name = {r.name: r for r in rows}
-                # The layer rows need only shapes: zero-stride views stand in for the weights,
-                # which are then read one layer at a time while the shards are written.
-                shells = [Conv(r.name, np.broadcast_to(np.float32(0), layer_shape(r, h5_path, original)),
-                               groups=None, level=r.level) for r in rows] + placeholders(rows, max_depth)
-                layers = layers_of(model_id, shells)
-            except (CnnFilterDbError, ValueError) as exc:
-                report.failed.append((original, str(exc)))
+                done = _write_one(plan, ds, h5_path, sha256, target, out_root,
+                                  None if entries_only else (release_dir, meta_dir))
+            except CnnFilterDbError as exc:  # a damaged range or NaN found while streaming: nothing kept
+                report.failed.append((plan.original, str(exc)))
                 continue
-            atomic_write_text(target, render_entry(data))
-            if not entries_only:
-                try:
-                    convs = ModelConvs([], "hdf5-original", {"h5py": h5py.__version__})
-                    loaded = Loaded(convs, sha256, data["source"]["url"], h5_path)
-                    model = model_row(entry, loaded, layers, out_root)
-                    write_model(release_dir / "filters" / model_id, meta_dir / model_id, model,
-                                [layer.row for layer in layers],
-                                _stream(model_id, layers, by_name, ds, h5_path, original))
-                except CnnFilterDbError as exc:  # a damaged range or NaN found while streaming: nothing kept
-                    target.unlink(missing_ok=True)
-                    report.failed.append((original, str(exc)))
-                    continue
-                except BaseException:
-                    target.unlink(missing_ok=True)
-                    raise
-            n_model = sum(layer.row["n_filters"] for layer in layers)
-            report.imported.append({"model_id": model_id, "original": original,
-                                    "n_layers": len(layers), "n_filters": n_model})
+            report.imported.append(done)
             if progress:
-                print(f"{model_id}: {len(layers)} layers, {n_model} filters", flush=True)
+                print(f"{done['model_id']}: {done['n_layers']} layers, {done['n_filters']} filters", flush=True)
     if (out_root / config.MODELS_DIR).is_dir():
         write_index(out_root)
     return report
@@ -220,6 +194,37 @@ def _plan(df, originals, h5_path, sha256, n_filters, out_root, unknown_labels, s
     if problems:
         raise CatalogError(problems)
     return plans
+
+
+def _write_one(plan: _Plan, ds, h5_path: Path, sha256: str, target: Path, out_root: Path,
+               outputs: tuple[Path, Path] | None) -> dict:
+    """One model's entry and, with ``outputs`` (release and meta folders), its shards and
+    metadata rows; on any failure nothing of it is left."""
+    data, original, model_id = plan.data, plan.original, plan.data["model_id"]
+    try:
+        entry = Entry.model_validate(data)
+        # The layer rows need only shapes: zero-stride views stand in for the weights, which
+        # are then read one layer at a time while the shards are written.
+        shells = [Conv(r.name, np.broadcast_to(np.float32(0), layer_shape(r, h5_path, original)),
+                       groups=None, level=r.level) for r in plan.rows] + placeholders(plan.rows, plan.max_depth)
+        layers = layers_of(model_id, shells)
+    except ValueError as exc:
+        raise FormatError(f"{h5_path}: model {original!r}: {exc}") from None
+    atomic_write_text(target, render_entry(data))
+    try:
+        if outputs is not None:
+            release_dir, meta_dir = outputs
+            loaded = Loaded(ModelConvs([], "hdf5-original", {"h5py": h5py.__version__}), sha256,
+                            data["source"]["url"], h5_path)
+            model = model_row(entry, loaded, layers, out_root)
+            by_name = {r.name: r for r in plan.rows}
+            write_model(release_dir / "filters" / model_id, meta_dir / model_id, model,
+                        [layer.row for layer in layers], _stream(model_id, layers, by_name, ds, h5_path, original))
+    except BaseException:
+        target.unlink(missing_ok=True)
+        raise
+    return {"model_id": model_id, "original": original, "n_layers": len(layers),
+            "n_filters": sum(layer.row["n_filters"] for layer in layers)}
 
 
 def _stream(model_id, layers, by_name, ds, path, original):

@@ -160,6 +160,8 @@ def test_a_wrong_mapping_is_refused(keras2_save_weights):
     path, _, _ = keras2_save_weights
     with pytest.raises(FormatError, match=r"keras_layer_classes: 'block2_conv' maps to 'Dense'; expected one of"):
         formats.read(path, "keras", layer_classes={"block2_conv": "Dense"})
+    with pytest.raises(FormatError, match=r"keras_layer_classes names layers the file does not have: \['nope'\]"):
+        formats.read(path, "keras", layer_classes={"block2_conv": "Conv2D", "nope": "Conv2D"})
     with pytest.raises(FormatError, match=r"format 'onnx' takes no keras_layer_classes"):
         formats.read(path, "onnx", layer_classes={"block2_conv": "Conv2D"})
 

@@ -188,6 +188,11 @@ def _read_h5(f, path: Path, config: dict | None, keras_version: str | None,
         raise FormatError(f"{path}: not a Keras weights file (no model_weights group, layer_names attribute, "
                           f"layers or vars group){mismatch_hint(path, 'keras')}")
     layers.sort(key=lambda layer: layer.order)
+    unknown = set(layer_classes) - {k for layer in layers for k in (layer.name, layer.where)}
+    if unknown:
+        raise FormatError(f"{path}: keras_layer_classes names layers the file does not have: {sorted(unknown)} "
+                          f"(a layer is named by its name or its group path, e.g. "
+                          f"{[layer.where or layer.name for layer in layers][:3]})")
     convs: list[Conv] = []
     for layer in layers:
         _apply_mapping(layer, layer_classes)

@@ -98,6 +98,18 @@ def test_catalog_add_takes_a_keras21_file(tmp_path, root):
     assert "format: keras" in written.read_text()
 
 
+def test_keras1_files_are_refused(tmp_path):
+    path = tmp_path / "keras1.h5"
+    with h5py.File(path, "w") as f:
+        f.attrs["layer_names"] = np.array([b"convolution2d_1"])
+        g = f.create_group("convolution2d_1")
+        g.attrs["weight_names"] = np.array([b"convolution2d_1_W", b"convolution2d_1_b"])
+        g["convolution2d_1_W"] = np.ones((4, 3, 3, 3), np.float32)  # Theano ordering: out, in, kh, kw
+        g["convolution2d_1_b"] = np.zeros(4, np.float32)
+    with pytest.raises(FormatError, match=r"keras1\.h5: a Keras 1 file .*re-save it with Keras 2"):
+        formats.read(path, "keras")
+
+
 # --------------------------------------------------------------------------- (b) save_weights
 
 @pytest.fixture(scope="module")

@@ -264,6 +264,12 @@ def _keras2_layers(f, path: Path) -> tuple[list[_Layer], str | None]:
             layers[key].variables.append(ds)
             layers[key].var_names.append(wname.split("/")[-1].split(":")[0])
     version = _text(f.attrs["keras_version"]) if "keras_version" in f.attrs else None
+    if (version is None or version.startswith("1.")) and any(
+            re.search(r"_W$", n) for layer in layers.values() for n in layer.var_names):
+        # Keras 1 stored kernels in the backend's dim ordering (Theano: out, in, kh, kw), which
+        # the file does not record
+        raise FormatError(f"{path}: a Keras 1 file (weights named like 'conv_W'): its kernel layout depends on the "
+                          f"dim ordering it was saved with, which the file does not record; re-save it with Keras 2")
     return list(layers.values()), version
 
 

@@ -299,3 +299,18 @@ def test_bad_filter_arrays_are_refused(tmp_path):
         f.create_dataset("filter", data=(filters * 100).astype(np.int16))
     with pytest.raises(FormatError, match=r"/filter has dtype int16, expected float32 or float64"):
         formats.read(path, "hdf5-original", member="unet_lits_11", sha256=sha256_file(path))
+
+
+def test_cli_reports_bad_input_in_one_line(tmp_path, project, capsys, monkeypatch):
+    from cnn_filter_db.cli import main
+
+    monkeypatch.setenv("CNN_FILTER_DB_CACHE", str(tmp_path / "cache"))
+    path, sha, _, _ = write(tmp_path)
+    assert main(["--root", str(project), "import-original", str(path), "--sha256", sha, "--model", "ghost"]) == 1
+    err = capsys.readouterr().err
+    assert err == f"error: {path}: model 'ghost': no rows in /meta (column 'model')\n"
+    assert main(["--root", str(project), "import-original", str(path), "--sha256", sha, "--entries-only",
+                 "--url", "https://zenodo.org/records/6371680/files/dataset.h5"]) == 0
+    e = parse_entry(project / "catalog" / "models" / "cvpr22-unet-lits-11.yaml", project)
+    assert e.source.url == "https://zenodo.org/records/6371680/files/dataset.h5#model=unet_lits_11"
+    assert not (project / "dist").exists()

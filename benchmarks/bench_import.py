@@ -102,7 +102,7 @@ def run_plain(path: Path, out: Path) -> dict:
     import pandas as pd
     import pyarrow.parquet as pq
 
-    from cnn_filter_db import shards
+    from cnn_filter_db.dataset import writer as shards
 
     t = time.perf_counter()
     meta = pd.read_hdf(path, "meta")  # our own synthetic file: no pin needed

@@ -39,8 +39,9 @@ import yaml
 from . import config
 from .atomic import atomic_write_text
 from .catalog import Entry, VOCABULARY_FIELDS, entry_path, load_vocabulary, write_index
+from .dataset.writer import Layer, write_model
 from .errors import CatalogError, CnnFilterDbError, FormatError
-from .extract import Layer, layers_of, model_row, write_model
+from .extract import layers_of, model_row
 from .formats.base import Conv, ModelConvs
 from .formats.hdf5_original import (filters_dataset, layer_shape, model_column, model_rows, placeholders,
                                     read_layer, read_meta)
@@ -218,8 +219,8 @@ def _write_one(plan: _Plan, ds, h5_path: Path, sha256: str, target: Path, out_ro
                             data["source"]["url"], h5_path)
             model = model_row(entry, loaded, layers, out_root)
             by_name = {r.name: r for r in plan.rows}
-            write_model(release_dir / "filters" / model_id, meta_dir / model_id, model,
-                        [layer.row for layer in layers], _stream(model_id, layers, by_name, ds, h5_path, original))
+            write_model(release_dir, meta_dir, model, [layer.row for layer in layers],
+                        _stream(model_id, layers, by_name, ds, h5_path, original))
     except BaseException:
         target.unlink(missing_ok=True)
         raise

@@ -258,7 +258,8 @@ def read_original(path: Path, member: str | None = None, sha256: str | None = No
     path = Path(path)
     if member is None:
         raise FormatError(f"{path}: the CNN Filter DB release holds many models: name one (a url source "
-                          f"ending in '#model=<original model>')")
+                          f"ending in '#model=<original model>'), or import them all with `cnn-filter-db "
+                          f"import-original {Path(path).name} --sha256 <its sha256>`")
     df = read_meta(path, sha256)
     with open_contained(path) as f:
         ds = filters_dataset(f, path)

@@ -55,6 +55,9 @@ import zlib
 
 import numpy as np
 
+#: The grouping of the models of ``analyze.null_pairs`` (runs of one recipe with two seeds).
+NULL_PAIRS_GROUPING = "null_pairs"
+
 _M64 = (1 << 64) - 1
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _C1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -131,9 +134,9 @@ def drift_pairs(hists: list[np.ndarray], width: float, weights: np.ndarray,
     return np.stack([divergence(p[a], p, weights) for a in range(len(p))])
 
 
-def poisson_weights(n_units: int, replicates: int, seed: int) -> np.ndarray:
-    """(replicates, n_units) Poisson(1) bootstrap weights."""
-    rng = np.random.default_rng([seed, 0x5EED_B007])
+def poisson_weights(n_units: int, replicates: int, seed: int, stream: int = 0) -> np.ndarray:
+    """(replicates, n_units) Poisson(1) bootstrap weights; ``stream`` gives independent sets."""
+    rng = np.random.default_rng([seed, 0x5EED_B007] + ([stream] if stream else []))
     return rng.poisson(1.0, size=(replicates, n_units)).astype(np.float64)
 
 

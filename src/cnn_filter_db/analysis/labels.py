@@ -30,6 +30,7 @@ import pyarrow.parquet as pq
 
 from .. import shards
 from ..errors import AnalysisError
+from .population import Population
 
 DEPTH_DECILE = "depth_decile"
 #: The original's labels of the depth deciles.
@@ -82,6 +83,11 @@ class Labels:
 
     def key(self, row: int) -> tuple[str, int]:
         return self.model_ids[self.model_of_layer[row]], int(self.layer_ids[row])
+
+    def population(self, name: str) -> Population:
+        """The models of population ``name`` and the controls (see :mod:`.population`)."""
+        return Population(name, self.model_ids, self.models.column("training").to_pylist(),
+                          self.models.column("near_initialisation").to_pylist(), self.model_of_layer)
 
     def grouping(self, name: str) -> Grouping:
         if name == DEPTH_DECILE:

@@ -40,6 +40,9 @@ NEAR_INITIALISATION_SHARE = 0.9
 TRAINED, CONTROLS, ALL = "trained", "controls", "all"
 POPULATIONS = (TRAINED, CONTROLS, ALL)
 
+#: The grouping that compares each control model with the trained population (its group 0).
+CONTROL_GROUPING, TRAINED_GROUP = "control", "trained population"
+
 
 def training_kind(trained: bool, source_kind: str) -> str:
     """``pretrained``, ``trained-here`` or ``initialisation`` of a catalog entry."""
@@ -102,3 +105,33 @@ def trained_model_ids(models) -> list[str]:
         models = models.to_pandas()
     mask = in_trained_population(models["training"].to_numpy(), models["near_initialisation"].fillna(False))
     return sorted(models["model_id"][mask].tolist())
+
+
+class Population:
+    """The models and layers of one population, and the controls beside it.
+
+    Attributes
+    ----------
+    name : the population (:data:`POPULATIONS`).
+    model_in : (n_models,) bool, in ``models`` order; ``layer_in`` : (n_layers,) bool.
+    member : per model, ``trained`` or ``control`` (membership of the trained population).
+    control_models : sorted ids of the controls reported beside (population ``trained`` only).
+    control_layers : ``initialisation`` / ``near-initialisation`` -> (n_layers,) bool.
+    """
+
+    def __init__(self, name: str, model_ids: list[str], training, near_initialisation,
+                 model_of_layer: np.ndarray):
+        near = [bool(v) for v in near_initialisation]
+        trained = in_trained_population(training, near)
+        self.name = name
+        self.model_in = members(name, training, near)
+        self.layer_in = self.model_in[model_of_layer]
+        self.member = np.where(trained, TRAINED, "control")
+        kinds = [control_kind(t, n) for t, n in zip(training, near)]
+        self.control_models, self.control_layers = [], {}
+        if name == TRAINED:
+            self.control_models = sorted(m for m, k in zip(model_ids, kinds) if k is not None)
+            for kind in (INITIALISATION, "near-initialisation"):
+                per_model = np.array([k == kind for k in kinds], dtype=bool)
+                if per_model.any():
+                    self.control_layers[kind] = per_model[model_of_layer]

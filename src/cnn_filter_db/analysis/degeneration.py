@@ -3,9 +3,10 @@
 - ``is_random_like``: ``H >= TH(n) - margin``, margin 0 by default. TH(n) is the authors'
   threshold of random layers (:func:`.entropy.random_entropy`): a logistic fit that sits
   near the 1st-8th percentile of the H of i.i.d. Gaussian layers of n filters, i.e. their
-  "minimum" distribution, not their mean. So at margin 0 about 92-99 % of Gaussian layers
-  are flagged (``tests/test_analysis_degeneration.py`` measures it for n from 9 to 65,536),
-  and a layer is flagged when its filters are as diverse as noise. A positive margin
+  "minimum" distribution, not their mean. So at margin 0, 91-100 % of Gaussian layers are
+  flagged (91 % near n = 144, 100 % for n <= 16 and n >= 1,152; measured for n from 9 to
+  65,536 in ``tests/test_analysis_degeneration.py``), layers drawn with the covariance of
+  trained filters 0 %: a layer is flagged when its filters are as diverse as noise. A positive margin
   flags more layers; ``reports/degeneration_sensitivity.csv`` shows how many.
 - ``is_low_diversity_sparse``: ``H < entropy_max`` and ``S >= sparsity_min`` (0.5 and 0.14
   by default). This rule and its thresholds are this project's choice: neither the

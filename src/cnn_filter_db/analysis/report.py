@@ -4,7 +4,7 @@
 (one row a model), ``degeneration_sensitivity.csv``, ``basis/`` (``global.json``,
 ``controls.json``, one JSON a grouping with each group's basis, ``explained_variance.csv``),
 ``drift/<grouping>.csv`` (one row an ordered pair of compared groups, with intervals, nulls
-and the size-controlled D), ``drift/groups.csv`` (every group, its size and null),
+and the size-controlled D), ``drift/group-list.csv`` (every group, its size and null),
 ``plots/`` (PNG) and a ``README.md`` that says what each file shows and which population
 each number is over. Every file is written to a temporary name and renamed; the
 ``basis/``, ``drift/`` and ``plots/`` folders are replaced whole.
@@ -32,7 +32,7 @@ DRIFT_COLUMNS = ["grouping", "group_a", "group_b", "d", "d_lo", "d_hi", "d_repli
                  "no_evidence", "d_sc", "d_sc_lo", "d_sc_hi", "filters_a", "filters_b", "models_a", "models_b",
                  "sc_target"]
 
-#: Columns of ``drift/groups.csv`` (one row a group of a grouping).
+#: Columns of ``drift/group-list.csv`` (one row a group of a grouping).
 GROUP_COLUMNS = ["grouping", "group", "filters", "models", "compared", "null", "null_split"]
 
 SUMMARY_LABELS = ("name", "family", "architecture", "task", "visual_category", "training_dataset",
@@ -214,7 +214,7 @@ def write_all(release_dir: Path, reports_dir: Path, labels, pop, metrics: list[d
             for row in r.listing:
                 null, split = null_of.get(row["group"], (None, None))
                 groups.append({**row, "null": null, "null_split": split})
-        pd.DataFrame(groups, columns=GROUP_COLUMNS).to_csv(tmp / "groups.csv", index=False)
+        pd.DataFrame(groups, columns=GROUP_COLUMNS).to_csv(tmp / "group-list.csv", index=False)
 
     with atomic_dir(reports_dir / "plots") as tmp:
         plots.eigen_images(basis, tmp / "eigen_images.png", f"{p.population} population")
@@ -300,7 +300,7 @@ def readme(head: dict, results, p, sens: pd.DataFrame) -> str:
         "null, or its interval reaches it), and `d_sc`: the median D over "
         f"{p.size_control_draws} draws with every group reduced to `sc_target` filters, with the interval of the "
         "same draws.",
-        f"- `drift/groups.csv`: every group, its filters and models; groups under {p.min_group_filters} filters or "
+        f"- `drift/group-list.csv`: every group, its filters and models; groups under {p.min_group_filters} filters or "
         f"{p.min_group_models} models are listed, not compared (`compared` false).",
         f"- `drift/{CONTROL_GROUPING}.csv`: each control model against the trained population, in the population's "
         f"basis; `drift/{NULL_PAIRS_GROUPING}.csv`: D between two runs of one recipe with two seeds (a second null).",

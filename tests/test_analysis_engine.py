@@ -329,8 +329,9 @@ def test_a_grouping_gives_the_same_drift_alone_or_with_others(fast_local, small_
     # `groups` is null for layers of state dicts (the format does not say): that grouping
     # has its own filters and its own coefficient range, which must not leak into the others
     release = copy(small_release, tmp_path / "release")
-    analyze(release, tmp_path / "both", {**FAST, "groupings": ["groups", "task", "accuracy_metric"]})
-    analyze(release, tmp_path / "alone", {**FAST, "groupings": ["groups"]})
+    every = {**FAST, "min_group_filters": 2}  # compare the small depthwise groups too
+    analyze(release, tmp_path / "both", {**every, "groupings": ["groups", "task", "accuracy_metric"]})
+    analyze(release, tmp_path / "alone", {**every, "groupings": ["groups"]})
     alone = drift_of(tmp_path / "alone", "groups")
     layers = pq.read_table(small_release / "layers").to_pandas()
     assert 0 < layers.groups.isna().sum() < len(layers)

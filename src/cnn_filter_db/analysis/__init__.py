@@ -2,8 +2,10 @@
 
 - :mod:`.sparsity`, :mod:`.entropy`, :mod:`.orthogonality`, :mod:`.degeneration`: the
   per-layer measures; :mod:`.layer` computes them all in one sweep of a layer.
+- :mod:`.population`: each model's training label and the populations (trained, with the
+  controls beside).
 - :mod:`.basis`: the streaming eigen-image basis; :mod:`.drift`: D between groups, its
-  bootstrap interval and the size-controlled D.
+  bootstrap interval, its null and the size-controlled D.
 - :mod:`.labels`: the small tables and the groupings; :mod:`.engine`: the three streaming
   passes over the shards, locally or on Dask; :mod:`.pipeline`: :func:`analyze`;
   :mod:`.report` and :mod:`.plots`: the outputs.

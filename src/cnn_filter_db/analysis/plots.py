@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from . import drift  # noqa: E402
+from .population import CONTROL, TRAINED  # noqa: E402
 
 
 def _save(fig, path: Path) -> None:
@@ -146,7 +147,7 @@ def coefficient_distributions(result, basis, path: Path) -> None:
 def entropy_overview(stats, member, path: Path) -> None:
     """Normalised entropy and sparsity of every layer against depth; trained population vs controls."""
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), layout="constrained")
-    for value, colour, label in (("trained", "tab:blue", "trained population"), ("control", "tab:orange", "controls")):
+    for value, colour, label in ((TRAINED, "tab:blue", "trained population"), (CONTROL, "tab:orange", "controls")):
         part = stats[(member == value).to_numpy()]
         axes[0].scatter(part["conv_depth_norm"], part["variance_entropy_norm"], s=6, alpha=0.5, c=colour, label=label)
         axes[1].scatter(part["conv_depth_norm"], part["sparsity"], s=6, alpha=0.5, c=colour, label=label)

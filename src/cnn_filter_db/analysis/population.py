@@ -39,6 +39,7 @@ NEAR_INITIALISATION_SHARE = 0.9
 
 TRAINED, CONTROLS, ALL = "trained", "controls", "all"
 POPULATIONS = (TRAINED, CONTROLS, ALL)
+CONTROL = "control"  # a model's membership when it is not in the trained population
 
 #: The grouping that compares each control model with the trained population (its group 0).
 CONTROL_GROUPING, TRAINED_GROUP = "control", "trained population"
@@ -126,7 +127,7 @@ class Population:
         self.name = name
         self.model_in = members(name, training, near)
         self.layer_in = self.model_in[model_of_layer]
-        self.member = np.where(trained, TRAINED, "control")
+        self.member = np.where(trained, TRAINED, CONTROL)
         kinds = [control_kind(t, n) for t, n in zip(training, near)]
         self.control_models, self.control_layers = [], {}
         if name == TRAINED:

@@ -158,10 +158,10 @@ def headline(stats: pd.DataFrame, in_pop: np.ndarray, pop, basis, control_bases:
             entry["d_vs_trained"] = {row.group_b: {"d": row.d, "null": row.null_b, "no_evidence": bool(row.no_evidence)}
                                      for row in vs.itertuples()}
         elif r.grouping.name == NULL_PAIRS_GROUPING:
-            entry["seed_pairs"] = [{"pair": [a, b], "d": _f(d[(d.group_a == a) & (d.group_b == b)].d.iloc[0]),
-                                    "d_sc": _f(d[(d.group_a == a) & (d.group_b == b)].d_sc.iloc[0])}
-                                   for pair in p.null_pairs for a, b in [pair]
-                                   if a in r.grouping.names and b in r.grouping.names]
+            by_pair = d.set_index(["group_a", "group_b"])
+            entry["seed_pairs"] = [{"pair": [a, b], "d": _f(by_pair.loc[(a, b), "d"]),
+                                    "d_sc": _f(by_pair.loc[(a, b), "d_sc"])}
+                                   for a, b in p.null_pairs if a in r.grouping.names and b in r.grouping.names]
         if len(off):
             top = off.loc[off["d"].idxmax()]
             shifted = off[~off["no_evidence"].astype(bool)]

@@ -73,8 +73,7 @@ def drift_heatmap(result, path: Path, ci_level: float = 0.95) -> None:
     size = max(4.5, 0.75 * g + 2.5)
     fig, axes = plt.subplots(1, len(panels), figsize=(size * len(panels) + 1.5, size + 1.2), squeeze=False,
                              layout="constrained")
-    cmap = plt.get_cmap("viridis").copy()
-    cmap.set_bad("white")
+    cmap = plt.get_cmap("viridis").with_extremes(bad="white")
     im = None
     for ax, (m, lo, hi, title) in zip(axes[0], mats):
         shown = np.where(off, m, np.nan)

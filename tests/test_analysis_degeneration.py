@@ -21,7 +21,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from cnn_filter_db.analysis import analyze, degeneration
+from cnn_filter_db.analysis import degeneration
+from cnn_filter_db.analysis.pipeline import analyze
 from cnn_filter_db.analysis.entropy import random_entropy, variance_entropy
 from cnn_filter_db.analysis.sparsity import sparsity
 from cnn_filter_db.catalog import load_catalog

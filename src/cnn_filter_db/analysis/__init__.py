@@ -9,15 +9,9 @@
 - :mod:`.labels`: the small tables and the groupings; :mod:`.engine`: the three streaming
   passes over the shards, locally or on Dask; :mod:`.pipeline`: :func:`analyze`;
   :mod:`.report` and :mod:`.plots`: the outputs.
+
+:func:`.pipeline.analyze` runs it all; its parameters are :class:`.params.AnalyzeParams`.
+This file imports nothing, so the modules that only need the population labels
+(extraction, the card) load :mod:`.population` and the two measures it uses, not pyarrow,
+pandas and matplotlib.
 """
-from .params import AnalyzeParams
-
-__all__ = ["AnalyzeParams", "analyze"]
-
-
-def analyze(release_dir, reports_dir, params=None) -> dict:
-    """See :func:`cnn_filter_db.analysis.pipeline.analyze` (imported on first use: it pulls
-    in pyarrow, pandas and matplotlib)."""
-    from .pipeline import analyze as _analyze
-
-    return _analyze(release_dir, reports_dir, params)

@@ -26,9 +26,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from .. import shards
+from ..dataset.reader import read_table
+from ..dataset.schema import LAYERS_SCHEMA, MODELS_SCHEMA
 from ..errors import AnalysisError
 from .population import Population
 
@@ -37,22 +37,6 @@ DEPTH_DECILE = "depth_decile"
 DEPTH_DECILE_LABELS = ["[0.0, 0.1]"] + [f"({k / 10:.1f}, {(k + 1) / 10:.1f}]" for k in range(1, 10)]
 _SNAP = 1e-6
 _KEYS = ("model_id", "layer_id")
-
-
-def read_table(release_dir: Path, name: str, schema: pa.Schema) -> pa.Table:
-    """All shards of one small config (``<release>/<name>/*.parquet``), checked against ``schema``."""
-    folder = Path(release_dir) / name
-    files = sorted(folder.glob("*.parquet"))
-    if not files:
-        raise AnalysisError(f"{folder}: no Parquet shard; run the gather stage first")
-    tables = []
-    for f in files:
-        t = pq.read_table(f)
-        missing = [c for c in schema.names if c not in t.column_names]
-        if missing:
-            raise AnalysisError(f"{f}: missing columns {missing}")
-        tables.append(t.select(schema.names).cast(schema))
-    return pa.concat_tables(tables)
 
 
 @dataclass
@@ -130,8 +114,8 @@ def _labels(column) -> list[str | None]:
 
 def load_labels(release_dir: Path) -> Labels:
     """Read and join the ``layers`` and ``models`` tables of a release."""
-    layers = read_table(release_dir, "layers", shards.LAYERS_SCHEMA)
-    models = read_table(release_dir, "models", shards.MODELS_SCHEMA)
+    layers = read_table(release_dir, "layers", schema=LAYERS_SCHEMA)
+    models = read_table(release_dir, "models", schema=MODELS_SCHEMA)
     layers = layers.sort_by([("model_id", "ascending"), ("layer_id", "ascending")])
     models = models.sort_by([("model_id", "ascending")])
     model_ids = models.column("model_id").to_pylist()

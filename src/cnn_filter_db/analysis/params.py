@@ -20,7 +20,7 @@ DEFAULT_NULL_PAIRS = (("train-resnet9-mnist5k-s0", "train-resnet9-mnist5k-s1"),)
 
 @dataclass(frozen=True)
 class AnalyzeParams:
-    """Parameters of :func:`cnn_filter_db.analysis.analyze`.
+    """Parameters of :func:`cnn_filter_db.analysis.pipeline.analyze`.
 
     Parameters
     ----------

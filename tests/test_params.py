@@ -8,7 +8,8 @@ import pytest
 import yaml
 
 from cnn_filter_db.errors import AnalysisError, CnnFilterDbError
-from cnn_filter_db.params import AnalyzeParams, ExtractParams, RunOptions, ValidateParams, load_params
+from cnn_filter_db.analysis.params import AnalyzeParams
+from cnn_filter_db.params import ExtractParams, RunOptions, ValidateParams, load_params
 
 ROOT = Path(__file__).resolve().parents[1]
 TYPED = {"extract": ExtractParams.of, "validate": ValidateParams.of, "analyze": AnalyzeParams.from_dict}

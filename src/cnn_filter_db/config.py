@@ -79,3 +79,8 @@ TRAIN_PROFILE = "quick"  # "paper": the published recipe (100 epochs, batch 256;
 TRAIN_NUM_THREADS = 1
 REPORTS_DIR = Path("reports")
 TRAIN_REPORTS_DIR = REPORTS_DIR / "training"
+
+#: Publishing (issue 13): a release goes up in commits of at most this many bytes and files
+#: (the Hub handles many moderate commits better than one huge one; each is a resume point).
+PUBLISH_COMMIT_BYTES = 5_000_000_000
+PUBLISH_COMMIT_FILES = 100

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from . import __version__, card, config, shards
+from . import __version__, card, citation, config, croissant, shards
 from .atomic import atomic_write_text
 from .catalog import catalog_sha256
 from .errors import CnnFilterDbError
@@ -28,7 +28,7 @@ SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z.-]+)
 MAIN_DEPENDENCIES = ("numpy", "pyarrow", "pandas", "torch", "timm", "onnx", "safetensors",
                      "datasets", "huggingface_hub")
 #: Files of a release besides the Parquet shards, recorded in the manifest by sha256.
-CARD_FILES = ("README.md", "CITATION.cff")
+CARD_FILES = ("README.md", "CITATION.cff", "croissant.json")
 MANIFEST = "manifest.json"
 
 
@@ -178,8 +178,12 @@ def build_release(release_dir: Path, version: str, params: Mapping, previous=Non
     readme = card.render(template, manifest=manifest, models=rows, schemas=schemas, excluded=excluded,
                          previous=prev, repo_id=repo_id, year=params.get("year"))
     atomic_write_text(release_dir / "README.md", readme)
-    atomic_write_text(release_dir / "CITATION.cff",
-                      card.citation_cff(str(version), manifest["fingerprint"], repo_id or card.DEFAULT_REPO_ID))
+    repo_id = repo_id or card.DEFAULT_REPO_ID
+    atomic_write_text(release_dir / "CITATION.cff", citation.citation_cff(
+        str(version), manifest["fingerprint"], repo_id, citation.spdx_licenses(rows),
+        f"https://huggingface.co/datasets/{repo_id}/blob/v{version}/README.md#{card.LICENCES_ANCHOR}"))
+    atomic_write_text(release_dir / "croissant.json",
+                      json.dumps(croissant.croissant(manifest, rows, schemas, repo_id), indent=2) + "\n")
     manifest["files"] = {name: shards.sha256_file(release_dir / name) for name in CARD_FILES}
     shards.write_manifest(release_dir, manifest)
     return manifest

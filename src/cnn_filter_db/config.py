@@ -41,9 +41,6 @@ DEFAULT_CONFIG = "filters"
 CARD_TEMPLATE = Path("dataset_card.md")
 CITATION_FILE = Path("CITATION.cff")
 
-#: Licence of the published dataset (Hub identifier), as the original release.
-DATASET_LICENSE = "cc-by-sa-4.0"
-
 #: Parquet layout of the filters table (SPEC.md section 4).
 MAX_ROWS_PER_SHARD = 16_000_000  # about 500 MB at ~31 bytes a filter
 ROW_GROUP_ROWS = 1_048_576  # about 75-100 MB uncompressed

@@ -25,8 +25,9 @@ from .card import DEFAULT_REPO_ID, LICENCES_ANCHOR, PRETTY_NAME
 PAGE = config.REPORTS_DIR / "index.html"
 #: No request of any kind: only inline styles and data: images.
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
-#: Plots embedded (relative to the reports folder); per-model plots are left out (many, large).
-PLOT_GLOBS = ("plots/*.png", "training/*.png")
+#: Plots embedded (relative to the reports folder): the analysis plots (a dependency of the
+#: DVC stage); per-model plots are left out (many, large).
+PLOT_GLOBS = ("plots/*.png",)
 NULL = "—"  # how an empty cell of a CSV (a null) is shown
 
 STYLE = """

@@ -170,6 +170,19 @@ def test_card_body(release):
     assert cff["license"] == sorted(spdx) and cff["license-url"].endswith("README.md#licences")
 
 
+def test_shards_have_a_page_index(release):
+    """Every column chunk of every shard carries its offset and column index (readers can
+    skip pages inside a row group)."""
+    files = sorted(release.rglob("*.parquet"))
+    assert any("/filters/" in str(f) for f in files)
+    for f in files:
+        meta = pq.ParquetFile(f).metadata
+        for g in range(meta.num_row_groups):
+            for c in range(meta.num_columns):
+                col = meta.row_group(g).column(c)
+                assert col.has_offset_index and col.has_column_index, (f, col.path_in_schema)
+
+
 def test_repository_citation_file(root):
     cff = yaml.safe_load((root / "CITATION.cff").read_text())
     assert cff["cff-version"] == "1.2.0"

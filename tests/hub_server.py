@@ -36,6 +36,7 @@ client scrubs the token from what it prints.
 
 For tests of failures and measurements: ``received`` lists (server, method, path, bytes of
 body) of every request; ``fail_commits`` makes the next commit(s) answer an error;
+``after_commit`` runs hooks after each commit (another client's tag, say);
 ``hold_uploads(after=n)`` stops the storage server before reading the body of the
 upload after the n-th, until released (a test kills the client meanwhile).
 
@@ -460,6 +461,8 @@ class _Handler(BaseHTTPRequestHandler):
                                echo=f" (request carried Authorization: {self.headers.get('Authorization')})")
             lines = [json.loads(line) for line in self._body().splitlines() if line.strip()]
             oid = repo.commit(rest[1], lines)
+            for hook in hub.after_commit:
+                hook(repo, oid)
             return self._json({"success": True, "commitOid": oid, "pullRequestUrl": None,
                                "commitUrl": f"{hub.url}/{_prefix(repo_type)}{repo_id}/commit/{oid}"})
         if self.command == "POST" and op == "tag":
@@ -595,6 +598,7 @@ class HubServer:
         self.requests: list = []
         self.received: list = []
         self.fail_commits: list = []  # what the next commits answer, in order: a status, or None to pass
+        self.after_commit: list = []  # callables (repo, commit) run after each commit, under the lock
         self._secret = secrets.token_bytes(16)
         self._hold_after: int | None = None
         self._puts = 0

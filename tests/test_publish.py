@@ -380,6 +380,54 @@ def test_killed_upload_resumes_without_resending(tmp_path, releases):
         server.stop()
 
 
+def test_tag_made_meanwhile_by_another_client_is_not_moved(tmp_path, releases):
+    server = HubServer(tmp_path / "hub", token=TOKEN).start()
+    try:
+        seen = []
+
+        def other_client_tags(repo, commit):  # someone tags v0.1.0 at the first commit of this run
+            seen.append(commit)
+            if len(seen) == 1:
+                repo.tag(commit, "v0.1.0")
+
+        server.after_commit.append(other_client_tags)
+        proc = client(publish_code(releases["0.1.0"], "test-org/race", commit_files=2), server, tmp_path / "h",
+                      check=False)
+        assert proc.returncode == 3
+        refused = [l for l in proc.stdout.splitlines() if l.startswith("REFUSED:")]
+        assert len(refused) == 1 and "tag v0.1.0 was made by someone else while this run uploaded; " \
+                                     "it was not moved" in refused[0]
+        repo = server.state.get("dataset", "test-org/race")
+        assert repo.state["tags"] == {"v0.1.0": seen[0]} and len(seen) > 1
+    finally:
+        server.stop()
+
+
+def test_interrupted_upload_says_so_in_one_line(tmp_path, releases):
+    import signal
+
+    server = HubServer(tmp_path / "hub", token=TOKEN).start()
+    try:
+        server.hold_uploads(after=0)  # the first large file (small ones travel inside commits)
+        proc = client(publish_code(releases["0.1.0"], "test-org/ctrl-c", commit_files=1), server, tmp_path / "h",
+                      popen=True)
+        assert server.held.wait(timeout=300), proc.communicate()
+        proc.send_signal(signal.SIGINT)  # Ctrl-C while a file is being uploaded
+        server.release.set()
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 3, err[-3000:]
+        refused = [l for l in out.splitlines() if l.startswith("REFUSED:")]
+        made = len(server.state.get("dataset", "test-org/ctrl-c").state["commits"]) - 1  # the first is the Hub's
+        planned = len(local_files(releases["0.1.0"])) - 1  # one file a commit, the card with the manifest
+        assert made >= 1 and refused == [
+            f"REFUSED: test-org/ctrl-c: publishing v0.1.0 was interrupted after {made} of {planned} commits to main; "
+            "nothing was tagged; run the same command again to finish (what arrived is not sent again)"]
+        assert "Traceback" not in err and TOKEN not in out + err
+        assert server.state.get("dataset", "test-org/ctrl-c").state["tags"] == {}
+    finally:
+        server.stop()
+
+
 def _git_repo(path: Path) -> Path:
     path.mkdir()
     for args in (["init", "-q", "-b", "main"], ["config", "user.email", "t@example.org"], ["config", "user.name", "T"]):

@@ -196,6 +196,33 @@ def test_tree_and_paths_info_report_lfs(hub, published, releases, tmp_path):
     assert got["sibling"] == [v2.stat().st_size, sha(v2)]
 
 
+def test_resolve_redirects_large_files_to_storage(hub, published, releases):
+    import http.client
+    from urllib.parse import urlsplit
+
+    shard = f"filters/{CHANGED}/{CHANGED}-00000-of-00001.parquet"
+    data = (releases["0.1.0"] / shard).read_bytes()
+    host = urlsplit(hub.url)
+    conn = http.client.HTTPConnection(host.hostname, host.port)
+    conn.request("HEAD", f"/datasets/{REPO}/resolve/v0.1.0/{shard}")
+    r = conn.getresponse()
+    r.read()
+    assert r.status == 302
+    assert r.getheader("X-Linked-Etag") == f'"{hashlib.sha256(data).hexdigest()}"'
+    assert r.getheader("X-Linked-Size") == str(len(data))
+    assert r.getheader("X-Repo-Commit") == published["0.1.0"]["commit"]
+    location = urlsplit(r.getheader("Location"))
+    assert f"{location.scheme}://{location.netloc}" == hub.storage_url  # another origin, like a CDN
+    store = http.client.HTTPConnection(location.hostname, location.port)
+    store.request("GET", f"{location.path}?{location.query}")
+    assert store.getresponse().read() == data
+    store.request("GET", f"{location.path}?sig=forged")  # the signature is checked
+    assert store.getresponse().status == 403
+    conn.request("GET", f"/datasets/{REPO}/resolve/v0.1.0/README.md")  # small files: served directly
+    r = conn.getresponse()
+    assert r.status == 200 and r.read() == (releases["0.1.0"] / "README.md").read_bytes()
+
+
 def test_second_version_sends_only_what_changed(published, releases):
     old, new = local_files(releases["0.1.0"]), local_files(releases["0.2.0"])
     changed = {p for p in new if old.get(p) != new[p]}

@@ -34,6 +34,7 @@ STYLE = """
 body { font: 15px/1.45 system-ui, sans-serif; margin: 0 auto; max-width: 1100px; padding: 1.5em;
        color: #1b1f24; background: #ffffff; }
 h1 { margin-bottom: 0.2em; } h2 { border-bottom: 2px solid #d0d7de; padding-bottom: 0.2em; margin-top: 1.8em; }
+.wide { overflow-x: auto; }
 table { border-collapse: collapse; margin: 0.6em 0 1.2em; font-size: 13px; }
 th, td { border: 1px solid #d0d7de; padding: 3px 7px; text-align: left; vertical-align: top; }
 th { background: #eaeef2; } tr:nth-child(even) td { background: #f6f8fa; }
@@ -57,7 +58,10 @@ def _cell(value) -> str:
     if value is None or value == "":
         return f'<td class="null">{NULL}</td>'
     if isinstance(value, (int, float)) or _is_number(value):
-        return f'<td class="num">{_e(value)}</td>'
+        text = str(value)
+        if "." in text or "e" in text.lower():  # a float: four significant digits are plenty to read
+            text = f"{float(value):.4g}"
+        return f'<td class="num">{_e(text)}</td>'
     return f"<td>{_e(value)}</td>"
 
 
@@ -72,7 +76,7 @@ def _is_number(text) -> bool:
 def table(header: list[str], rows: Iterable[Iterable]) -> str:
     head = "".join(f"<th>{_e(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(_cell(v) for v in row) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return f'<div class="wide"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
 
 def image(path: Path, caption: str) -> str:
@@ -136,7 +140,7 @@ def _drift(reports_dir: Path) -> str:
         return "<p>No drift tables yet: run <code>dvc repro analyze</code>.</p>"
     out = ["<p>D between groups of filters (symmetric KL over the eigen-image coefficients, SPEC.md section 5), "
            "with every column the analysis wrote, null references included where present; "
-           f"{NULL} marks a null.</p>"]
+           f"{NULL} marks a null; numbers to four significant digits (the CSV files have them all).</p>"]
     for f in files:
         with open(f, newline="") as fh:
             rows = list(csv.reader(fh))

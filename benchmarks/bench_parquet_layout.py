@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from cnn_filter_db import config, shards
+from cnn_filter_db import config
+from cnn_filter_db.dataset import schema
 
 LAYOUTS = {
     "no page index, no CDC": {},
@@ -27,7 +28,7 @@ LAYOUTS = {
     "page index + CDC": {"write_page_index": True, "use_content_defined_chunking": True},
     "page index + CDC 1-4 MiB": {"write_page_index": True,
                                  "use_content_defined_chunking": {"min_chunk_size": 1 << 20, "max_chunk_size": 4 << 20}},
-    "the package's options": None,  # shards.parquet_options as configured
+    "the package's options": None,  # schema.parquet_options as configured
 }
 NEW = ("write_page_index", "use_content_defined_chunking")
 
@@ -44,7 +45,7 @@ def main(release_dir: Path) -> None:
             for name, extra in LAYOUTS.items():
                 out = Path(tmp) / f"{folder.name}.parquet"
                 t = time.perf_counter()
-                opts = shards.parquet_options(table.schema)
+                opts = schema.parquet_options(table.schema)
                 if extra is not None:
                     opts = {k: v for k, v in opts.items() if k not in NEW} | extra
                 pq.write_table(table, out, row_group_size=config.ROW_GROUP_ROWS, **opts)

@@ -45,7 +45,7 @@ def _changed_model(release: Path, model_id: str) -> None:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from cnn_filter_db import shards
+    from cnn_filter_db.dataset import schema, writer
 
     for shard in sorted((release / "filters" / model_id).glob("*.parquet")):
         t = pq.read_table(shard)
@@ -53,16 +53,13 @@ def _changed_model(release: Path, model_id: str) -> None:
         scaled = pa.FixedSizeListArray.from_arrays(pc.multiply(w.flatten(), pa.scalar(1.5, pa.float32())),
                                                    type=t.schema.field("weights").type)
         t = t.set_column(t.schema.get_field_index("weights"), t.schema.field("weights"), scaled)
-        pq.write_table(t, shard, **shards.parquet_options(t.schema))
-    models_dir = release / "models"
-    m = pq.read_table(models_dir)
+        pq.write_table(t, shard, **schema.parquet_options(t.schema))
+    m = pq.read_table(release / "models")
     rows = m.to_pylist()
     for r in rows:
         if r["model_id"] == model_id:
             r["weights_sha256"] = hashlib.sha256(b"other weights").hexdigest()
-    for f in models_dir.glob("*.parquet"):
-        f.unlink()
-    shards.write_table_dir(pa.Table.from_pylist(rows, schema=m.schema), models_dir)
+    writer.write_table(pa.Table.from_pylist(rows, schema=m.schema), release, "models")
 
 
 CHANGED = "efficientnet-lite0"

@@ -3,7 +3,7 @@ repository root, with huggingface_hub's :class:`DatasetCard` and :class:`Dataset
 
 The metadata is built from facts, never typed twice: ``configs`` from
 ``config.RELEASE_CONFIGS``, ``dataset_info`` (features, splits, example counts, sizes) by
-``datasets`` itself from the Arrow schemas of :mod:`cnn_filter_db.shards` and the row
+``datasets`` itself from the Arrow schemas of :mod:`cnn_filter_db.dataset.schema` and the row
 counts of the manifest, and the licence as the Hub expects for mixed licences: ``other``,
 with a link to the per-model licence table (each model's weights keep their own licence).
 The template holds the prose, with ``$name`` placeholders (:class:`string.Template`; write
@@ -23,8 +23,9 @@ from datasets.info import DatasetInfosDict
 from datasets.utils.metadata import MetadataConfigs
 from huggingface_hub import DatasetCard, DatasetCardData
 
-from . import config, shards
+from . import config
 from .citation import PAPER, PRETTY_NAME, TAGS, bibtex
+from .dataset.schema import FILTERS_SCHEMA, LAYERS_SCHEMA, MODELS_SCHEMA
 
 DEFAULT_REPO_ID = "ORG/cnn-filter-db"  # shown in snippets until release.hub_repo_id is set
 TASK_CATEGORIES = ["other"]
@@ -35,7 +36,7 @@ LICENCES_ANCHOR = "licences"
 REPORT_PAGE = "reports/index.html"
 
 #: Schema of each config whose columns this package defines (layer_stats: read from its file).
-SCHEMAS = {"filters": shards.FILTERS_SCHEMA, "layers": shards.LAYERS_SCHEMA, "models": shards.MODELS_SCHEMA}
+SCHEMAS = {"filters": FILTERS_SCHEMA, "layers": LAYERS_SCHEMA, "models": MODELS_SCHEMA}
 
 _SIZE_CATEGORIES = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
                     (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M"), (1_000_000_000, "100M<n<1B"),

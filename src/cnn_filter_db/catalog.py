@@ -114,6 +114,10 @@ class Entry(_Strict):
     notes: str | None = None
     conv_kind_overrides: dict[str, Literal["dense", "grouped", "depthwise"]] = Field(
         default_factory=dict, description="layer name -> conv_kind, where the format's facts mislead")
+    keras_layer_classes: dict[str, Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9]{0,63}$")]] = Field(
+        default_factory=dict, description="Keras layer name or group path -> layer class (Conv2D, DepthwiseConv2D, "
+                                          "SeparableConv2D, Conv2DTranspose, ... or skip), for layers of a file "
+                                          "without config whose names do not tell their class")
 
     @model_validator(mode="after")
     def _consistent(self):

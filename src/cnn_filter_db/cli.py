@@ -207,8 +207,8 @@ def _cut_release(args, version: str) -> int:
     import json
     import subprocess
 
+    from .dataset.manifest import check_manifest, read_manifest
     from .git_tag import check_taggable, tag_release
-    from .release import check_manifest
 
     check_taggable(args.root, version)  # clean, committed tree; tag free
     status = subprocess.run(["dvc", "status", "--json"], cwd=args.root, capture_output=True, text=True)
@@ -221,7 +221,7 @@ def _cut_release(args, version: str) -> int:
     problems = check_manifest(args.release_dir)
     if problems:
         raise CnnFilterDbError("the release folder does not match its manifest:\n" + "\n".join(problems))
-    manifest = json.loads((args.release_dir / "manifest.json").read_text())
+    manifest = read_manifest(args.release_dir).model_dump()
     if manifest["version"] != version:
         raise CnnFilterDbError(f"manifest.json is version {manifest['version']}, params say {version}: run `dvc repro`")
     push = subprocess.run(["dvc", "push"], cwd=args.root, capture_output=True, text=True)
@@ -266,7 +266,7 @@ def cmd_import_original(args) -> int:
 
     r = import_original(Path(args.path), args.sha256, args.root, models=args.model or None,
                         unknown_labels="fallback" if args.fallback_labels else "error",
-                        force=args.force, progress=True)
+                        force=args.force, progress=True, entries_only=args.entries_only, source_url=args.url)
     for m in r.skipped:
         print(f"kept existing entry {m} (use --force)")
     for orig, problem in r.failed:
@@ -332,6 +332,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fallback-labels", action="store_true",
                    help="map labels missing from the vocabulary to 'other'/'unknown' instead of stopping")
     p.add_argument("--force", action="store_true", help="overwrite existing entries")
+    p.add_argument("--entries-only", action="store_true",
+                   help="write only the catalog entries (set original-v1), for `dvc repro` to extract")
+    p.add_argument("--url", default=None,
+                   help="URL the entries name for the file (default: its file:// URL), e.g. the Zenodo download")
     p.set_defaults(func=cmd_import_original)
 
     p = sub.add_parser("gather", help="write the layers and models tables from extracted metadata")

@@ -30,9 +30,10 @@ from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 
 from . import config
 from .errors import CnnFilterDbError
+from .dataset.layout import MANIFEST, release_files
+from .dataset.manifest import check_manifest
 from .git_tag import GitTagError, check_taggable, tag_release
 from .hashing import BLOCK, sha256_file
-from .release import MANIFEST, check_manifest, release_files
 from .sources.hf import redact
 
 #: Files that describe a release as a whole: they go up in the last commit, after the data.

@@ -16,11 +16,10 @@ import json
 from pathlib import Path
 from typing import Iterable, Mapping
 
-import pyarrow.parquet as pq
-
 from . import config
 from .atomic import atomic_write_text
 from .card import DEFAULT_REPO_ID, LICENCES_ANCHOR, PRETTY_NAME
+from .dataset import reader
 
 PAGE = config.REPORTS_DIR / "index.html"
 #: No request of any kind: only inline styles and data: images.
@@ -166,7 +165,7 @@ def render(release_dir: Path, reports_dir: Path, repo_id: str | None = None) -> 
     """The page's HTML for the release in ``release_dir`` and the reports in ``reports_dir``."""
     release_dir, reports_dir = Path(release_dir), Path(reports_dir)
     manifest = json.loads((release_dir / "manifest.json").read_text())
-    models = pq.read_table(release_dir / "models").to_pylist()
+    models = reader.read_table(release_dir, "models").to_pylist()
     repo_id = repo_id or DEFAULT_REPO_ID
     version = manifest["version"]
     sections = [

@@ -104,7 +104,8 @@ def load(entry: Entry, cache_dir: Path | None = None, **options) -> Loaded:
     path = fetch_file(entry, cache_dir)
     uri = source_uri(entry)
     try:
-        convs = formats.read(path, entry.format, member=member_of(entry), sha256=trusted_pickle_pin(entry))
+        convs = formats.read(path, entry.format, member=member_of(entry), sha256=trusted_pickle_pin(entry),
+                             layer_classes=entry.keras_layer_classes or None)
     except CnnFilterDbError as exc:
         # name the file as the user knows it, not by its place in the cache
         raise type(exc)(f"{entry.model_id}: {str(exc).replace(str(path), uri)}") from None

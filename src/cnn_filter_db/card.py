@@ -16,6 +16,7 @@ from fnmatch import fnmatch
 from string import Template
 from typing import Iterable, Mapping
 
+import pandas as pd
 import pyarrow as pa
 import yaml
 from datasets import DatasetInfo, Features, SplitDict, SplitInfo
@@ -24,6 +25,7 @@ from datasets.utils.metadata import MetadataConfigs
 from huggingface_hub import DatasetCard, DatasetCardData
 
 from . import config
+from .analysis.population import trained_model_ids
 from .citation import PAPER, PRETTY_NAME, TAGS, bibtex
 from .dataset.schema import FILTERS_SCHEMA, LAYERS_SCHEMA, MODELS_SCHEMA
 
@@ -34,6 +36,9 @@ LICENSE_NAME = "per-model-licences"
 LICENCES_ANCHOR = "licences"
 #: The offline release page, beside the card in the source repository (reports/index.html).
 REPORT_PAGE = "reports/index.html"
+
+#: The config of the trained population's filters (one ``data_files`` entry a model folder).
+TRAINED_FILTERS_CONFIG = "filters_trained"
 
 #: Schema of each config whose columns this package defines (layer_stats: read from its file).
 SCHEMAS = {"filters": FILTERS_SCHEMA, "layers": LAYERS_SCHEMA, "models": MODELS_SCHEMA}
@@ -55,15 +60,20 @@ def size_category(n: int) -> str:
 
 def config_shards(manifest: Mapping, name: str) -> list[Mapping]:
     """The manifest's shard records of one config (by the config's ``data_files`` glob)."""
-    return [s for s in manifest.get("shards", []) if fnmatch(s["path"], config.RELEASE_CONFIGS[name])]
+    return shards_matching(manifest, [config.RELEASE_CONFIGS[name]])
 
 
-def dataset_infos(manifest: Mapping, schemas: Mapping[str, pa.Schema]) -> DatasetInfosDict:
-    """What ``datasets`` records for each config: features derived from the Arrow schema,
-    one ``train`` split with its example count, and the Parquet bytes to download."""
+def shards_matching(manifest: Mapping, patterns: list[str]) -> list[Mapping]:
+    return [s for s in manifest.get("shards", []) if any(fnmatch(s["path"], p) for p in patterns)]
+
+
+def dataset_infos(manifest: Mapping, configs: Mapping[str, tuple[pa.Schema, list[str]]]) -> DatasetInfosDict:
+    """What ``datasets`` records for each config (name -> (Arrow schema, data_files globs)):
+    features derived from the Arrow schema, one ``train`` split with its example count, and
+    the Parquet bytes to download."""
     out = DatasetInfosDict()
-    for name, schema in schemas.items():
-        records = config_shards(manifest, name)
+    for name, (schema, patterns) in configs.items():
+        records = shards_matching(manifest, patterns)
         rows = sum(int(s["rows"]) for s in records)
         size = sum(int(s["bytes"]) for s in records)
         splits = SplitDict()
@@ -73,21 +83,28 @@ def dataset_infos(manifest: Mapping, schemas: Mapping[str, pa.Schema]) -> Datase
     return out
 
 
-def card_data(manifest: Mapping, schemas: Mapping[str, pa.Schema], repo_id: str) -> DatasetCardData:
-    """The card's metadata for the configs present (``schemas``: config -> schema)."""
+def card_data(manifest: Mapping, schemas: Mapping[str, pa.Schema], repo_id: str,
+              trained_models: list[str] | None = None) -> DatasetCardData:
+    """The card's metadata for the configs present (``schemas``: config -> schema), and the
+    ``filters_trained`` config when ``trained_models`` lists the trained population."""
     n_filters = sum(int(s["rows"]) for s in config_shards(manifest, "filters"))
     data = DatasetCardData(
         license="other", license_name=LICENSE_NAME,
         license_link=f"https://huggingface.co/datasets/{repo_id}/blob/v{manifest['version']}/README.md#{LICENCES_ANCHOR}",
         pretty_name=PRETTY_NAME, size_categories=[size_category(n_filters)], task_categories=TASK_CATEGORIES,
         tags=TAGS)
-    configs = {}
+    configs, infos = {}, {}
     for name, glob in config.RELEASE_CONFIGS.items():
         if name in schemas:
             configs[name] = {"data_files": [{"split": "train", "path": glob}],
                              **({"default": True} if name == config.DEFAULT_CONFIG else {})}
+            infos[name] = (schemas[name], [glob])
+    if trained_models and "filters" in schemas:
+        paths = [f"filters/{m}/*.parquet" for m in trained_models]
+        configs[TRAINED_FILTERS_CONFIG] = {"data_files": [{"split": "train", "path": paths}]}
+        infos[TRAINED_FILTERS_CONFIG] = (schemas["filters"], paths)
     MetadataConfigs(configs).to_dataset_card_data(data)
-    dataset_infos(manifest, {n: schemas[n] for n in configs}).to_dataset_card_data(data)
+    dataset_infos(manifest, infos).to_dataset_card_data(data)
     return data
 
 
@@ -103,13 +120,18 @@ def md_table(header: list[str], rows: Iterable[Iterable]) -> str:
     return "\n".join(lines)
 
 
-def counts_table(models: list[Mapping], key: str) -> str:
-    """Models and filters per value of ``key`` (task, visual_category, format, family)."""
+def counts_table(models: list[Mapping], key: str, share: bool = False) -> str:
+    """Models and filters per value of ``key`` (task, visual_category, format, family), and
+    with ``share`` each value's share of the filters."""
     n_models, n_filters = defaultdict(int), defaultdict(int)
     for row in models:
         n_models[row[key]] += 1
         n_filters[row[key]] += int(row["n_filters"])
     order = sorted(n_models, key=lambda v: (-n_filters[v], str(v)))
+    total = sum(n_filters.values()) or 1
+    if share:
+        return md_table([key, "models", "filters", "share of filters"],
+                        ([v, n_models[v], f"{n_filters[v]:,}", f"{100 * n_filters[v] / total:.1f} %"] for v in order))
     return md_table([key, "models", "filters"], ([v, n_models[v], f"{n_filters[v]:,}"] for v in order))
 
 
@@ -186,7 +208,9 @@ def render(template: str, *, manifest: Mapping, models: list[Mapping], schemas: 
     repo_id = repo_id or DEFAULT_REPO_ID
     n_filters = sum(int(r["n_filters"]) for r in models)
     n_layers = sum(int(r["n_layers"]) for r in models)
-    data = card_data(manifest, schemas, repo_id)
+    has_training = bool(models) and "training" in models[0]
+    trained = trained_model_ids(pd.DataFrame(list(models))) if has_training else []
+    data = card_data(manifest, schemas, repo_id, trained)
     values = {
         "version": manifest["version"],
         "fingerprint": manifest["fingerprint"],
@@ -201,6 +225,7 @@ def render(template: str, *, manifest: Mapping, models: list[Mapping], schemas: 
         "counts_visual_category": counts_table(models, "visual_category"),
         "counts_format": counts_table(models, "format"),
         "counts_family": counts_table(models, "family"),
+        "counts_training": counts_table(models, "training", share=True) if has_training else "",
         "models_table": models_table(models),
         "licence_table": licence_table(models),
         "license_name": LICENSE_NAME,

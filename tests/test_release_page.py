@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from cnn_filter_db.analysis import analyze
+from cnn_filter_db.analysis.pipeline import analyze
 from cnn_filter_db.release import build_release
 from cnn_filter_db.release_page import NULL, render, write_page
 from cnn_filter_db.validate import validate_release

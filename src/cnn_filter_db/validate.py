@@ -1,6 +1,6 @@
 """Validate a release folder with Great Expectations: models, layers, filters, manifest.
 
-The expectation suites live in ``validation/<table>.py`` at the project root, one module a
+The expectation suites live in ``cnn_filter_db/validation/<table>.py`` (package data), one module a
 table, each with ``KEYS`` (the columns that name an offending row) and
 ``expectations(vocabulary, params)``. This module builds the frame each suite runs on
 (the metadata tables as published plus a few derived columns; the filters through a
@@ -170,12 +170,12 @@ def _format_example(example: dict) -> str:
 # --------------------------------------------------------------------------- suites
 
 def load_suites(root: Path = Path(".")) -> dict[str, ModuleType]:
-    """The suite modules ``validation/<table>.py`` under ``root``, by table."""
+    """The suite modules ``cnn_filter_db/validation/<table>.py`` (package data), by table."""
     suites = {}
     for table in TABLES:
         path = Path(root) / config.VALIDATION_DIR / f"{table}.py"
         if not path.exists():
-            raise FileNotFoundError(f"{path}: expectation suite of table {table!r} not found (run from the project root)")
+            raise FileNotFoundError(f"{path}: expectation suite of table {table!r} not found (the package is incomplete: reinstall it)")
         spec = importlib.util.spec_from_file_location(f"cnn_filter_db_suites.{table}", path)
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)

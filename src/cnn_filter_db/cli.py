@@ -162,7 +162,7 @@ def cmd_release(args) -> int:
         return _build_release(args, params, version)
     if args.previous:
         raise CnnFilterDbError("release: --previous applies only with --build-only (the changelog of the DVC stage)")
-    return _cut_release(args, version)
+    return _cut_release(args, version, params.get("hub_repo_id"))
 
 
 def _build_release(args, params: dict, version: str) -> int:
@@ -216,15 +216,28 @@ def cmd_analyze(args) -> int:
     return 0
 
 
-def _cut_release(args, version: str) -> int:
-    """Pin what `dvc repro` built: check it is current and committed, `dvc push`, tag v<version>."""
+def _cut_release(args, version: str, repo_id: str | None) -> int:
+    """Pin what `dvc repro` built: check it is current and committed, `dvc push` to the
+    ``storage`` remote, mirror the new objects to the Hub's public DVC remote, tag v<version>."""
     import json
     import subprocess
 
+    from . import dvc_remote
     from .git_tag import check_taggable, tag_release
     from .release import check_manifest
+    from .sources.hf import redact
 
     check_taggable(args.root, version)  # clean, committed tree; tag free
+    storage = dvc_remote.remote_url(args.root, dvc_remote.PUSH_REMOTE)
+    if repo_id:
+        public = dvc_remote.remote_url(args.root, dvc_remote.PUBLIC_REMOTE)
+        expected = dvc_remote.public_url(repo_id, "")[1:]  # datasets/ORG/NAME/resolve/main/dvc-cache
+        if not public.rstrip("/").endswith(expected):
+            raise CnnFilterDbError(f".dvc/config: remote {dvc_remote.PUBLIC_REMOTE!r} reads {public}, but release "
+                                   f"uploads to datasets/{repo_id} (release.hub_repo_id): expected a URL ending in {expected}")
+        if "://" in storage and not storage.startswith("file://"):
+            raise CnnFilterDbError(f".dvc/config: remote {dvc_remote.PUSH_REMOTE!r} is {storage}: release mirrors it to "
+                                   "the Hub and needs it to be a local folder")
     status = subprocess.run(["dvc", "status", "--json"], cwd=args.root, capture_output=True, text=True)
     if status.returncode != 0:
         raise CnnFilterDbError(f"dvc status failed: {status.stderr.strip()}")
@@ -238,9 +251,17 @@ def _cut_release(args, version: str) -> int:
     manifest = json.loads((args.release_dir / "manifest.json").read_text())
     if manifest["version"] != version:
         raise CnnFilterDbError(f"manifest.json is version {manifest['version']}, params say {version}: run `dvc repro`")
-    push = subprocess.run(["dvc", "push"], cwd=args.root, capture_output=True, text=True)
+    push = subprocess.run(["dvc", "push", "-r", dvc_remote.PUSH_REMOTE], cwd=args.root, capture_output=True, text=True)
     if push.returncode != 0:
         raise CnnFilterDbError(f"dvc push failed: {(push.stderr or push.stdout).strip()}")
+    if repo_id:
+        try:
+            dvc_remote.upload_new_objects(Path(storage.removeprefix("file://")), repo_id)
+        except Exception as exc:  # any Hub or network error: one line, token scrubbed, nothing tagged
+            raise CnnFilterDbError(redact(f"datasets/{repo_id}: uploading the DVC objects failed, not tagged: "
+                                          f"{type(exc).__name__}: {exc}")) from None
+    else:
+        print("release.hub_repo_id is not set: the public DVC remote was not updated")
     head = tag_release(args.root, version, message=f"cnn-filter-db v{version}, fingerprint {manifest['fingerprint']}")
     print(f"pushed the DVC outputs and tagged v{version} at {head} (fingerprint {manifest['fingerprint']})")
     return 0

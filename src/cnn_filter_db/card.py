@@ -226,13 +226,15 @@ def _paper_cff() -> dict:
 
 def render(template: str, *, manifest: Mapping, models: list[Mapping], schemas: Mapping[str, pa.Schema],
            excluded: Mapping[str, str], previous: Mapping | None = None, repo_id: str | None = None,
-           year: str | None = None) -> str:
+           year: str | None = None, source_repository: str | None = None) -> str:
     """README.md of a release: YAML front matter, then ``template`` with its placeholders filled.
 
     ``manifest`` gives version, fingerprint and catalog sha256; ``models`` are the rows of the
     release's ``models`` table; ``schemas`` maps each config present to its Arrow schema.
+    ``source_repository``: the git URL of this repository (default: GitHub, named as the Hub repo).
     """
     repo_id = repo_id or DEFAULT_REPO_ID
+    source_repository = source_repository or f"https://github.com/{repo_id}"
     n_filters = sum(int(r["n_filters"]) for r in models)
     n_layers = sum(int(r["n_layers"]) for r in models)
     meta = front_matter(n_filters, schemas)
@@ -241,6 +243,7 @@ def render(template: str, *, manifest: Mapping, models: list[Mapping], schemas: 
         "fingerprint": manifest["fingerprint"],
         "catalog_sha256": manifest["catalog_sha256"],
         "repo_id": repo_id,
+        "source_repository": source_repository,
         "n_models": f"{len(models):,}",
         "n_layers": f"{n_layers:,}",
         "n_filters": f"{n_filters:,}",

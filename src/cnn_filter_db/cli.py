@@ -160,8 +160,8 @@ def cmd_release(args) -> int:
     version = args.version or str(params.get("version", "0.0.0"))
     if args.build_only:
         return _build_release(args, params, version)
-    if args.previous:
-        raise CnnFilterDbError("release: --previous applies only with --build-only (the changelog of the DVC stage)")
+    if args.previous or args.metrics:
+        raise CnnFilterDbError("release: --previous and --metrics apply only with --build-only (the DVC stage)")
     return _cut_release(args, version, params.get("hub_repo_id"))
 
 
@@ -186,6 +186,10 @@ def _build_release(args, params: dict, version: str) -> int:
     if not check.success:
         print(check.summary(), file=sys.stderr)
         return 1
+    if args.metrics:
+        from .summary import write_summary
+
+        print(f"wrote {write_summary(manifest, args.root, args.metrics)}")
     return 0
 
 
@@ -400,6 +404,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only apply the licence policy and write manifest, card and citation (the DVC stage)")
     p.add_argument("--previous", default=None,
                    help="with --build-only: the previous manifest.json or release folder, for the changelog")
+    p.add_argument("--metrics", type=Path, default=None,
+                   help="with --build-only: write the pipeline's DVC metrics here (counts, storage, validation "
+                        "outcome, headline analysis numbers)")
     release_dir_arg(p)
     p.set_defaults(func=cmd_release)
 

@@ -12,15 +12,24 @@ from . import config
 from .errors import CnnFilterDbError
 
 
+HUB_PREFIXES = ("hf://datasets/", "hf://")
+HUB_FORM = "hf://ORG/NAME (or hf://datasets/ORG/NAME)"
+
+
 def _repo_id(source) -> str | None:
-    """The Hub repo id ``source`` names, or None for a local folder."""
-    if isinstance(source, Path) or Path(source).is_dir() or str(source) == str(config.RELEASE_DIR):
+    """The Hub repo id ``source`` names (``hf://ORG/NAME``, ``hf://datasets/ORG/NAME``), or None
+    for a local folder. Only the ``hf://`` form goes to the Hub: any other string or path is
+    local, so a mistyped folder is an error saying so, never a network request."""
+    if isinstance(source, Path):
         return None
-    text = str(source)
-    if text.startswith("hf://datasets/"):
-        return text[len("hf://datasets/"):].strip("/")
-    if text.count("/") == 1 and not text.startswith((".", "/", "~")):
-        return text
+    if not isinstance(source, str):
+        raise TypeError(f"source: expected a release folder (str or Path) or {HUB_FORM}, got {type(source).__name__}")
+    for prefix in HUB_PREFIXES:
+        if source.startswith(prefix):
+            repo_id = source[len(prefix):].strip("/")
+            if repo_id.count("/") != 1 or not all(repo_id.split("/")):
+                raise ValueError(f"source {source!r}: expected {HUB_FORM}")
+            return repo_id
     return None
 
 
@@ -33,19 +42,19 @@ def _hub_snapshot(repo_id: str, model_id: str, revision: str | None, token, cach
     return Path(folder)
 
 
-def load_layer(model_id: str, layer_id: int, source: str | Path = config.RELEASE_DIR, revision: str | None = None,
+def load_layer(model_id: str, layer_id: int, source: str | Path, revision: str | None = None,
                *, token: str | None = None, cache_dir: str | Path | None = None) -> np.ndarray:
     """One layer's 3x3 kernels as a float32 array of shape (out, in_per_group, 3, 3).
 
     Parameters
     ----------
-    source : a release folder (``dist/cnn-filter-db`` by default), or a Hub dataset repo
-        as ``hf://datasets/ORG/NAME`` or ``ORG/NAME`` (when no such folder exists).
+    source : a release folder (``dist/cnn-filter-db`` in a built checkout), or a Hub dataset
+        repo as ``hf://ORG/NAME`` (also ``hf://datasets/ORG/NAME``); only that form goes to the Hub.
     revision : for a Hub repo, a tag (``v1.2.0``), branch or commit; must be None for a folder.
 
     Examples
     --------
-    >>> w = load_layer("efficientnet-lite0", 0)  # doctest: +SKIP
+    >>> w = load_layer("efficientnet-lite0", 0, "dist/cnn-filter-db")  # doctest: +SKIP
     >>> w.shape                                   # doctest: +SKIP
     (32, 3, 3, 3)
     """
@@ -55,9 +64,10 @@ def load_layer(model_id: str, layer_id: int, source: str | Path = config.RELEASE
     else:
         path = Path(source)
         if not path.is_dir():
-            raise FileNotFoundError(f"{source}: no such release folder (a Hub repo is ORG/NAME or hf://datasets/ORG/NAME)")
+            raise FileNotFoundError(f"{source}: no such release folder (a Hub dataset is {HUB_FORM})")
         if revision is not None:
-            raise ValueError(f"{source}: a local release folder has no revisions (got revision={revision!r})")
+            raise ValueError(f"{source}: a local release folder has no revisions (got revision={revision!r}; "
+                             f"a Hub dataset is {HUB_FORM})")
 
     layers = ds.dataset(sorted(path.glob(config.RELEASE_CONFIGS["layers"])), format="parquet")
     info = layers.to_table(columns=["out_channels", "in_channels_per_group"],

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from . import config
 from .errors import CnnFilterDbError
 from .release import MANIFEST, check_manifest, release_files
 
@@ -113,13 +114,19 @@ def publish(release_dir: Path, repo_id: str, token: str | None = None, dry_run: 
     echo : where progress lines go (never the token).
     """
     release_dir = Path(release_dir)
+    # preconditions, cheapest first, each said as it passes (a dry run checks them all too)
+    manifest_version = _manifest_version(release_dir)
+    if version is not None and str(version) != manifest_version:
+        raise PublishError(f"{release_dir / MANIFEST}: version {manifest_version} differs from the requested {version}")
+    if git_root is not None:
+        _check_git(Path(git_root), manifest_version)
+        echo(f"ok: {git_root} is committed and clean, and git tag v{manifest_version} is free or at HEAD")
     manifest, files = plan(release_dir)
-    if version is not None and str(version) != manifest["version"]:
-        raise PublishError(f"{release_dir / MANIFEST}: version {manifest['version']} differs from the requested {version}")
+    echo(f"ok: the {len(files)} files of {release_dir} match {MANIFEST} (sha256 of each, fingerprint)")
     tag = f"v{manifest['version']}"
     _run_validation(validate, release_dir)
-    if git_root is not None:
-        _check_git(Path(git_root), manifest["version"])
+    if validate is not None:
+        echo("ok: the release passes validation")
     result = PublishResult(repo_id, manifest["version"], tag, files, dry_run=dry_run)
 
     if dry_run:
@@ -145,6 +152,16 @@ def publish(release_dir: Path, repo_id: str, token: str | None = None, dry_run: 
         head = tag_release(Path(git_root), manifest["version"], exist_ok=True)
         echo(f"git tag {tag} at {head}")
     return result
+
+
+def _manifest_version(release_dir: Path) -> str:
+    try:
+        return str(json.loads((release_dir / MANIFEST).read_text())["version"])
+    except FileNotFoundError:
+        raise PublishError(f"{release_dir / MANIFEST}: not found (is {release_dir} a built release folder? "
+                           "run `dvc repro`)") from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise PublishError(f"{release_dir / MANIFEST}: not a release manifest ({type(exc).__name__}: {exc})") from None
 
 
 def _check_git(root: Path, version: str) -> None:
@@ -179,7 +196,10 @@ def _upload(release_dir: Path, repo_id: str, token, endpoint, private, manifest:
     # the commit replaces the repo's content: files of the previous version not in this one go
     local = {f.path_in_repo for f in result.files}
     remote = set(api.list_repo_files(repo_id, repo_type="dataset", revision=head)) if head else set()
-    result.deleted = sorted(p for p in remote - local if p != ".gitattributes")
+    # kept: the public DVC remote's objects (``dvc_remote``), which `release` adds to
+    keep = (".gitattributes",)
+    result.deleted = sorted(p for p in remote - local
+                            if p not in keep and not p.startswith(f"{config.HUB_DVC_CACHE_DIR}/"))
     operations = [CommitOperationDelete(path_in_repo=p) for p in result.deleted]
     operations += [CommitOperationAdd(path_in_repo=f.path_in_repo, path_or_fileobj=str(f.local)) for f in result.files]
     echo(f"uploading {len(result.files)} files ({human_size(result.bytes)}) to datasets/{repo_id}"

@@ -41,3 +41,33 @@ def test_error_is_one_clear_line(tmp_path, root):
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == [
         f"error: {root}/catalog/models/no-such-model.yaml: -: file not found"]
+
+
+def test_version_and_module_entry(root):
+    proc = subprocess.run([sys.executable, "-m", "cnn_filter_db", "--version"], capture_output=True, text=True)
+    assert proc.returncode == 0
+    from importlib.metadata import version
+
+    assert proc.stdout.startswith(f"cnn-filter-db {version('cnn-filter-db')} (the package;")
+    assert "release.version" in proc.stdout  # the dataset's version is said to be another thing
+
+
+def test_help_offers_only_used_options_and_no_outside_files(capsys):
+    parser = build_parser()
+    parser.print_help()
+    top = capsys.readouterr().out
+    assert "Build, check, analyse and publish" in top and "--version" in top
+    for cmd in ALL:
+        with pytest.raises(SystemExit):
+            build_parser().parse_args([*cmd, "--help"])
+        text = capsys.readouterr().out
+        assert "SPEC.md" not in text and "../shared" not in text
+        # --meta-dir only where per-model metadata is written or read
+        assert ("--meta-dir" in text) == (cmd in [("extract",), ("gather",)])
+
+
+def test_release_options_of_the_stage_only(root):
+    proc = subprocess.run([sys.executable, "-m", "cnn_filter_db", "--root", str(root), "release", "--previous", "x"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == "error: release: --previous and --metrics apply only with --build-only (the DVC stage)"

@@ -264,7 +264,7 @@ def test_load_layer_from_hub_at_revision(hub, published, releases, tmp_path):
     code = f"""
         import numpy as np
         from cnn_filter_db import load_layer
-        w = load_layer("nudenet-320n", 5, source={REPO!r}, revision="v0.1.0")
+        w = load_layer("nudenet-320n", 5, source="hf://{REPO}", revision="v0.1.0")
         np.save({str(tmp_path / "w.npy")!r}, w)
         try:
             load_layer("nudenet-320n", 5, source="hf://datasets/{REPO}", revision="v0.2.0")
@@ -278,7 +278,7 @@ def test_load_layer_from_hub_at_revision(hub, published, releases, tmp_path):
     np.testing.assert_array_equal(np.load(tmp_path / "w.npy"), local)
     assert local.shape[2:] == (3, 3)
     assert "no model 'nudenet-320n'" in got["gone"]
-    # only that model's shards (and the layers table) were downloaded
+    # only that model's shards (and the layers table and manifest) were downloaded
     fetched = [p for m, p in hub.requests[start:] if m == "GET" and "/resolve/" in p]
     assert any("/filters/nudenet-320n/" in p for p in fetched)
-    assert all("/filters/nudenet-320n/" in p or "/layers/" in p for p in fetched), fetched
+    assert all("/filters/nudenet-320n/" in p or "/layers/" in p or p.endswith("/manifest.json") for p in fetched), fetched

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 
@@ -71,3 +72,15 @@ def test_release_options_of_the_stage_only(root):
                           capture_output=True, text=True)
     assert proc.returncode == 1
     assert proc.stderr.strip() == "error: release: --previous and --metrics apply only with --build-only (the DVC stage)"
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--root", "/no/such/folder", "catalog", "index"], "--root /no/such/folder: no such folder"),
+    (["catalog", "validate"], "not a cnn-filter-db checkout (no catalog/models/)"),
+    (["validate"], "no such release folder"),
+])
+def test_wrong_root_is_one_line_and_writes_nothing(argv, words, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "cnn_filter_db", *argv], cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert len(proc.stderr.strip().splitlines()) == 1 and words in proc.stderr
+    assert not any(tmp_path.iterdir()) and not os.path.exists("/no/such/folder")

@@ -431,6 +431,18 @@ def _input_errors() -> tuple[type[BaseException], ...]:
     return tuple(kinds)
 
 
+#: Commands that read the catalog of a checkout (``--root``).
+NEEDS_CHECKOUT = ("catalog", "extract", "fetch", "gather", "release")
+
+
+def _check_root(args) -> None:
+    if not args.root.is_dir():
+        raise CnnFilterDbError(f"--root {args.root}: no such folder (the repository checkout to work in)")
+    if args.command in NEEDS_CHECKOUT and not (args.root / config.MODELS_DIR).is_dir():
+        raise CnnFilterDbError(f"--root {args.root}: not a cnn-filter-db checkout (no {config.MODELS_DIR}/); "
+                               "run inside the repository or give --root")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # paths default to their place under the project root
@@ -439,6 +451,7 @@ def main(argv: list[str] | None = None) -> int:
     if hasattr(args, "meta_dir") and args.meta_dir is None:
         args.meta_dir = args.root / config.META_DIR
     try:
+        _check_root(args)
         return args.func(args)
     except CnnFilterDbError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from cnn_filter_db import config, load_filters, load_layer, load_model
+from cnn_filter_db.errors import CnnFilterDbError
 from cnn_filter_db.release import build_release
 
 HEAVY = ("pandas", "torch", "timm", "datasets", "great_expectations", "dvc", "scipy", "matplotlib", "dask",
@@ -149,7 +150,7 @@ def test_load_filters_whole_release(small_release):
     (lambda r: load_filters(r, models="nope"), LookupError, "no model 'nope'"),
     (lambda r: load_model("efficientnet-lite0", r, revision=3), TypeError, "revision: expected a tag"),
     (lambda r: load_model("efficientnet-lite0", r, revision="v0.1.0"), ValueError, "has no revisions"),
-    (lambda r: load_filters(r / "layers"), LookupError, "not a release folder"),
+    (lambda r: load_filters(r / "layers"), CnnFilterDbError, "no Parquet shard of the layers table"),
 ])
 def test_wrong_input_is_one_line(small_release, call, kind, words):
     with pytest.raises(kind) as info:

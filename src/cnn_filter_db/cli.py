@@ -227,8 +227,8 @@ def _cut_release(args, version: str, repo_id: str | None) -> int:
     import subprocess
 
     from . import dvc_remote
+    from .dataset.manifest import check_manifest, read_manifest
     from .git_tag import check_taggable, tag_release
-    from .release import check_manifest
     from .sources.hf import redact
 
     check_taggable(args.root, version)  # clean, committed tree; tag free
@@ -252,7 +252,7 @@ def _cut_release(args, version: str, repo_id: str | None) -> int:
     problems = check_manifest(args.release_dir)
     if problems:
         raise CnnFilterDbError("the release folder does not match its manifest:\n" + "\n".join(problems))
-    manifest = json.loads((args.release_dir / "manifest.json").read_text())
+    manifest = read_manifest(args.release_dir).model_dump()
     if manifest["version"] != version:
         raise CnnFilterDbError(f"manifest.json is version {manifest['version']}, params say {version}: run `dvc repro`")
     push = subprocess.run(["dvc", "push", "-r", dvc_remote.PUSH_REMOTE], cwd=args.root, capture_output=True, text=True)

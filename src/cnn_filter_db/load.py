@@ -23,9 +23,9 @@ from typing import Iterable, NamedTuple
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from . import config
+from .dataset import layout, reader
 from .errors import CnnFilterDbError
 
 HUB_PREFIXES = ("hf://datasets/", "hf://")
@@ -80,9 +80,10 @@ def _release_folder(source, revision: str | None, model_ids: list[str] | None, t
         return path
     from huggingface_hub import snapshot_download
 
+    # the layers table gives the shapes, the manifest the shards' sha256
     shards = [f"filters/{m}/*.parquet" for m in model_ids] if model_ids is not None else [config.RELEASE_CONFIGS["filters"]]
     folder = snapshot_download(repo_id, repo_type="dataset", revision=revision, token=token, cache_dir=cache_dir,
-                               allow_patterns=[*shards, config.RELEASE_CONFIGS["layers"], "manifest.json"])
+                               allow_patterns=[*shards, config.RELEASE_CONFIGS["layers"], layout.MANIFEST])
     return Path(folder)
 
 
@@ -92,23 +93,16 @@ def _where(source, revision) -> str:
 
 # --------------------------------------------------------------------------- reading
 
-def _read(files: list[Path], columns: list[str]) -> pa.Table:
-    # ParquetFile, not read_table: the latter imports pyarrow.dataset, and with it pandas
-    return pa.concat_tables([pq.ParquetFile(f).read(columns=columns) for f in files])
-
-
 def _read_layers(path: Path) -> pa.Table:
-    files = sorted(path.glob(config.RELEASE_CONFIGS["layers"]))
-    if not files:
-        raise LoadError(f"{path}: no layers table (layers/*.parquet): not a release folder")
-    return _read(files, LAYER_COLUMNS)
+    return reader.read_table(path, "layers", columns=LAYER_COLUMNS)
 
 
 def _read_filters(path: Path, model_id: str, layer_ids: list[int] | None) -> pa.Table:
-    files = sorted((path / "filters" / model_id).glob("*.parquet"))
-    if not files:
-        raise LoadError(f"{path / 'filters' / model_id}: no filter shards for {model_id!r}")
-    rows = _read(files, KEY_COLUMNS[1:] + ["weights"])
+    """One model's rows (key columns and weights), of ``layer_ids`` only when given."""
+    columns = KEY_COLUMNS[1:] + ["weights"]
+    if layer_ids is not None and len(layer_ids) == 1:  # one layer: pushed down to the Parquet reader
+        return reader.read_filters(path, model_id, columns, layer_ids[0])
+    rows = reader.read_filters(path, model_id, columns)
     return rows if layer_ids is None else rows.filter(pc.is_in(rows["layer_id"], pa.array(layer_ids, pa.int32())))
 
 

@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Callable
 
 from . import config
-from .errors import CnnFilterDbError
-from .release import MANIFEST, check_manifest, release_files
+from .errors import CnnFilterDbError, ReleaseError
+from .dataset.layout import MANIFEST, release_files
+from .dataset.manifest import check_manifest, read_manifest
 
 
 class PublishError(CnnFilterDbError):
@@ -156,12 +157,9 @@ def publish(release_dir: Path, repo_id: str, token: str | None = None, dry_run: 
 
 def _manifest_version(release_dir: Path) -> str:
     try:
-        return str(json.loads((release_dir / MANIFEST).read_text())["version"])
-    except FileNotFoundError:
-        raise PublishError(f"{release_dir / MANIFEST}: not found (is {release_dir} a built release folder? "
-                           "run `dvc repro`)") from None
-    except (ValueError, KeyError, TypeError) as exc:
-        raise PublishError(f"{release_dir / MANIFEST}: not a release manifest ({type(exc).__name__}: {exc})") from None
+        return read_manifest(release_dir).version
+    except ReleaseError as exc:
+        raise PublishError(f"not publishing: {exc}") from None
 
 
 def _check_git(root: Path, version: str) -> None:

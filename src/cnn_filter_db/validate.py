@@ -35,6 +35,7 @@ from .dataset.manifest import fingerprint, read_manifest
 from .errors import CnnFilterDbError
 from .filter_scan import scan_filters
 from .hashing import sha256_file
+from .progress import bar as progress_bar
 
 TABLES = ("models", "layers", "filters", "manifest")
 MAX_EXAMPLES = 5
@@ -441,7 +442,7 @@ def validate_release(release_dir: Path = config.RELEASE_DIR, reports_dir: Path |
     json_results: dict[str, dict] = {}
     with _quiet(), _docs_dir(reports_dir, docs) as docs_dir:
         context = _context(docs_dir)
-        for table in tables:
+        for table in progress_bar(tables, desc="validate: run the suites", unit="table"):
             if table in skipped:
                 results[table] = TableResult(table, success=None, note=skipped[table])
                 json_results[table] = {"success": None, "skipped": True, "note": skipped[table]}

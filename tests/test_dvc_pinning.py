@@ -70,7 +70,8 @@ def test_release_tags_pushes_and_dvc_gets_older_version(tmp_path, root, cache_di
     run("dvc", "repro")
     refused = run(*cli, "release", ok=False)  # dvc.lock changed and is not committed
     assert refused.returncode == 1 and "uncommitted" in (refused.stderr + refused.stdout).lower()
-    run("git", "commit", "-qam", "build v0.1.0")
+    run("git", "add", "dvc.lock", "reports")  # the lock and the metrics (reports/summary.json is new in git)
+    run("git", "commit", "-qm", "build v0.1.0")
     out = run(*cli, "release").stdout
     assert "tagged v0.1.0" in out
     rel = work / "dist" / "cnn-filter-db"

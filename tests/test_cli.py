@@ -64,7 +64,7 @@ def test_help_offers_only_used_options_and_no_outside_files(capsys):
         text = capsys.readouterr().out
         assert "SPEC.md" not in text and "../shared" not in text
         # --meta-dir only where per-model metadata is written or read
-        assert ("--meta-dir" in text) == (cmd in [("extract",), ("gather",)])
+        assert ("--meta-dir" in text) == (cmd in [("extract",), ("extract-set",), ("gather",)])
 
 
 def test_release_options_of_the_stage_only(root):

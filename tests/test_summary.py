@@ -15,7 +15,7 @@ VALIDATION = {"success": True, "evaluated_expectations": 64, "failed_expectation
               "tables": {"models": {"success": True, "rows": 2, "failed": 0}}, "filters": 4000, "shards": 2}
 ANALYSIS = {"filters": 4000, "share_degenerate_layers": 0.123456, "share_random_like_layers": 0.5,
             "explained_variance_ratio_top3": 0.39638563, "mean_sparsity": 0.01,
-            "random_like_share_by_trained": {"false": 1.0, "true": 0.25},
+            "controls": {"initialisation": {"share_random_like_layers": 1.0}},
             "drift": {"task": {"groups": 6, "max_d": 3.2, "max_pair": "a vs b", "mean_d": 1.0}}}
 
 
@@ -25,7 +25,7 @@ def test_summary_is_short_and_scalar():
                  "megabytes": 0.1, "bytes_per_filter": 30.5,  # (30,000 + 92,000) / 4,000
                  "validation_passed": True, "failed_expectations": 0,
                  "share_degenerate_layers": 0.1235, "share_random_like_layers": 0.5,
-                 "explained_variance_ratio_top3": 0.3964, "random_like_share_trained_models": 0.25}
+                 "explained_variance_ratio_top3": 0.3964}
     assert all(isinstance(v, (int, float, bool)) for v in s.values())  # no hashes, pairs or nested detail
 
 

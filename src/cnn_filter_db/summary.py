@@ -15,7 +15,8 @@ from typing import Mapping
 from . import config
 from .atomic import atomic_write_text
 
-#: The analysis numbers worth a metric column (the rest stay in reports/metrics.json).
+#: The analysis numbers worth a metric column, over the trained population (the rest, the
+#: controls and the drift detail stay in reports/metrics.json).
 ANALYSIS_KEYS = ("share_degenerate_layers", "share_random_like_layers", "explained_variance_ratio_top3")
 SUMMARY_FILE = config.REPORTS_DIR / "summary.json"
 VALIDATION_METRICS = config.VALIDATION_REPORTS_DIR / "metrics.json"
@@ -51,9 +52,6 @@ def summarize(manifest: Mapping, validation: Mapping | None = None, analysis: Ma
         out["failed_expectations"] = validation.get("failed_expectations")
     if analysis is not None:
         out.update({k: round(analysis[k], 4) for k in ANALYSIS_KEYS if analysis.get(k) is not None})
-        by_trained = analysis.get("random_like_share_by_trained") or {}
-        if by_trained.get("true") is not None:
-            out["random_like_share_trained_models"] = round(by_trained["true"], 4)
     return out
 
 

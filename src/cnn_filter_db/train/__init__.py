@@ -95,7 +95,8 @@ def load(entry, cache_dir: Path | None = None, profile: str = config.TRAIN_PROFI
     if reports_dir is not None:
         write_reports(Path(reports_dir), entry.model_id, record)
     return Loaded(convs, record["weights_sha256"], f"train://{entry.model_id}?profile={profile}", weights,
-                  accuracy=record["test_accuracy"], validation_accuracy=record["val_accuracy"])
+                  accuracy=record["test_accuracy"], validation_accuracy=record["val_accuracy"],
+                  training_steps=record.get("training_steps"))
 
 
 def _read_record(path: Path) -> dict | None:

@@ -25,7 +25,6 @@ def new_root(tmp_path: Path, root: Path) -> Path:
     r = tmp_path / "proj"
     (r / "catalog" / "models").mkdir(parents=True)
     shutil.copy(root / "catalog" / "vocabulary.yaml", r / "catalog")
-    shutil.copytree(root / "validation", r / "validation", ignore=shutil.ignore_patterns("__pycache__"))
     (r / "catalog" / "schema.json").write_text(catalog.render_schema(r))
     catalog.write_index(r)
     return r

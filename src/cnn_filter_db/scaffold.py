@@ -10,13 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-
 from pydantic import ValidationError
 
-from . import config, formats, sources
+from . import formats, sources
 from .atomic import atomic_write_text
 from .cache import Cache
-from .catalog import entry_path, is_model_id, load_vocabulary, write_index
+from .catalog import entry_path, load_vocabulary, write_index
 from .config import default_cache_dir
 from .errors import CatalogError, FormatError, SourceError
 from .extract import layers_of

@@ -11,6 +11,7 @@ this package does not import the catalog, which imports it.
 """
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 import pkgutil
@@ -62,11 +63,15 @@ def register(kind: SourceKind) -> SourceKind:
     return kind
 
 
+@functools.cache
+def _import_kind_modules() -> None:
+    for info in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{info.name}")
+
+
 def kinds() -> dict[str, SourceKind]:
-    """Every registered kind (the modules of this package are imported once)."""
-    if not KINDS:
-        for info in pkgutil.iter_modules(__path__):
-            importlib.import_module(f"{__name__}.{info.name}")
+    """Every registered kind: each module of this package registers its own on import."""
+    _import_kind_modules()
     return KINDS
 
 

@@ -71,7 +71,7 @@ def build(release: Path, n_filters: float, seed: int = 0) -> int:
     """Write a release of whole synthetic models until at least ``n_filters`` rows."""
     import pyarrow as pa
 
-    from cnn_filter_db import extract, shards
+    from cnn_filter_db.dataset import schema, writer
 
     rng = np.random.default_rng(seed)
     archs = list(ARCHITECTURES)
@@ -88,8 +88,8 @@ def build(release: Path, n_filters: float, seed: int = 0) -> int:
                    "conv_depth_norm": depth, "out_channels": out_c, "in_channels_per_group": in_c,
                    "groups": out_c if in_c == 1 and lid else 1,
                    "conv_kind": "depthwise" if in_c == 1 and lid else "dense", "n_filters": out_c * in_c}
-            layers.append(extract.Layer(row, synthetic_layer(rng, out_c, in_c, trained)))
-        extract.write_filters(release / "filters" / model_id, model_id, layers)
+            layers.append(writer.Layer(row, synthetic_layer(rng, out_c, in_c, trained)))
+        writer.write_filters(release / "filters" / model_id, model_id, layers)
         n = sum(layer.row["n_filters"] for layer in layers)
         layer_rows += [layer.row for layer in layers]
         models.append({"model_id": model_id, "name": model_id, "architecture": arch, "family": arch.rstrip("0123456789_sv"),
@@ -103,8 +103,8 @@ def build(release: Path, n_filters: float, seed: int = 0) -> int:
                        "catalog_sha256": "0" * 64, "framework_versions": "{}"})
         total += n
         i += 1
-    shards.write_table_dir(pa.Table.from_pylist(layer_rows, schema=shards.LAYERS_SCHEMA), release / "layers")
-    shards.write_table_dir(pa.Table.from_pylist(models, schema=shards.MODELS_SCHEMA), release / "models")
+    writer.write_table(pa.Table.from_pylist(layer_rows, schema=schema.LAYERS_SCHEMA), release, "layers")
+    writer.write_table(pa.Table.from_pylist(models, schema=schema.MODELS_SCHEMA), release, "models")
     return total
 
 

@@ -14,7 +14,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from cnn_filter_db import extract, shards
+from cnn_filter_db.dataset import schema, writer
 from cnn_filter_db.analysis import analyze
 from cnn_filter_db.analysis.basis import BasisReducer
 from cnn_filter_db.errors import AnalysisError
@@ -56,7 +56,7 @@ def test_layer_stats_table(analysed, small_release):
     files = list((release / "layer_stats").glob("*.parquet"))
     assert [f.name for f in files] == ["train-00000-of-00001.parquet"]
     table = pq.read_table(files[0])
-    assert table.schema.equals(shards.LAYER_STATS_SCHEMA)
+    assert table.schema.equals(schema.LAYER_STATS_SCHEMA)
     layers = pq.read_table(small_release / "layers").to_pandas().sort_values(["model_id", "layer_id"])
     stats = table.to_pandas()
     assert len(stats) == len(layers) == summary["layers"]
@@ -157,10 +157,10 @@ def reshard(src: Path, dst: Path, max_rows: int, row_group_rows: int) -> Path:
         t = pq.read_table(model_dir)
         lid = t.column("layer_id").to_numpy()
         w = t.column("weights").combine_chunks().flatten().to_numpy().reshape(-1, 9) if t.num_rows else None
-        objs = [extract.Layer(r, w[lid == r["layer_id"]].reshape(r["out_channels"], r["in_channels_per_group"], 3, 3))
+        objs = [writer.Layer(r, w[lid == r["layer_id"]].reshape(r["out_channels"], r["in_channels_per_group"], 3, 3))
                 for r in rows]
-        extract.write_filters(dst / "filters" / model_dir.name, model_dir.name, objs,
-                              max_rows_per_shard=max_rows, row_group_rows=row_group_rows)
+        writer.write_filters(dst / "filters" / model_dir.name, model_dir.name, objs,
+                             max_rows_per_shard=max_rows, row_group_rows=row_group_rows)
     return dst
 
 
@@ -224,7 +224,7 @@ def test_filter_rows_without_a_layer_row_are_named(small_release, tmp_path):
     layers = pq.read_table(release / "layers")
     keep = [not (m == "efficientnet-lite0" and lid == 7) for m, lid in
             zip(layers.column("model_id").to_pylist(), layers.column("layer_id").to_pylist())]
-    shards.write_table_dir(layers.filter(keep), release / "layers")
+    writer.write_table(layers.filter(keep), release, "layers")
     with pytest.raises(AnalysisError, match=r"efficientnet-lite0, layer_id 7\) have no row in the layers table"):
         analyze(release, tmp_path / "reports", FAST)
 

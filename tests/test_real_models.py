@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cnn_filter_db import catalog, extract, shards, sources
+from cnn_filter_db import catalog, extract, sources
+from cnn_filter_db.dataset import schema
 
 ROOT = Path(__file__).resolve().parents[1]
 ROOT_ENTRIES = catalog.load_catalog(ROOT)
@@ -78,7 +79,7 @@ def test_catalog_entry_extracts_expected_counts(entry, cache_dir):
         assert loaded.weights_sha256 == entry.source.sha256
     # the models-table row carries the entry's metadata and the counts just measured
     row = extract.model_row(entry, loaded, layers, ROOT)
-    assert set(row) == set(shards.MODELS_SCHEMA.names)
+    assert set(row) == set(schema.MODELS_SCHEMA.names)
     for key in ("name", "architecture", "family", "task", "visual_category", "training_dataset",
                 "pretraining_dataset", "trained", "license", "training_data_license", "format"):
         assert row[key] == getattr(entry, key), key

@@ -2,7 +2,7 @@
 ``dataset_card.md`` at the repository root.
 
 The YAML front matter is built here: ``configs`` from ``config.RELEASE_CONFIGS`` and
-``dataset_info`` features from the Arrow schemas of :mod:`cnn_filter_db.shards` (the one
+``dataset_info`` features from the Arrow schemas of :mod:`cnn_filter_db.dataset.schema` (the one
 source of truth for columns). The template holds the prose, with ``$name`` placeholders
 (:class:`string.Template`; write ``$$`` for a literal dollar).
 """
@@ -15,7 +15,8 @@ from typing import Iterable, Mapping
 import pyarrow as pa
 import yaml
 
-from . import config, shards
+from . import config
+from .dataset.schema import FILTERS_SCHEMA, LAYERS_SCHEMA, MODELS_SCHEMA
 
 PRETTY_NAME = "CNN Filter DB"
 DEFAULT_REPO_ID = "ORG/cnn-filter-db"  # shown in snippets until release.hub_repo_id is set
@@ -31,7 +32,7 @@ PAPER = {
 }
 
 #: Schema of each config whose columns this package defines (layer_stats: read from its file).
-SCHEMAS = {"filters": shards.FILTERS_SCHEMA, "layers": shards.LAYERS_SCHEMA, "models": shards.MODELS_SCHEMA}
+SCHEMAS = {"filters": FILTERS_SCHEMA, "layers": LAYERS_SCHEMA, "models": MODELS_SCHEMA}
 
 _SIZE_CATEGORIES = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
                     (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M"), (1_000_000_000, "100M<n<1B"),

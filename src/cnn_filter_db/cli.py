@@ -214,8 +214,8 @@ def _cut_release(args, version: str) -> int:
     import json
     import subprocess
 
+    from .dataset.manifest import check_manifest, read_manifest
     from .git_tag import check_taggable, tag_release
-    from .release import check_manifest
 
     check_taggable(args.root, version)  # clean, committed tree; tag free
     status = subprocess.run(["dvc", "status", "--json"], cwd=args.root, capture_output=True, text=True)
@@ -228,7 +228,7 @@ def _cut_release(args, version: str) -> int:
     problems = check_manifest(args.release_dir)
     if problems:
         raise CnnFilterDbError("the release folder does not match its manifest:\n" + "\n".join(problems))
-    manifest = json.loads((args.release_dir / "manifest.json").read_text())
+    manifest = read_manifest(args.release_dir).model_dump()
     if manifest["version"] != version:
         raise CnnFilterDbError(f"manifest.json is version {manifest['version']}, params say {version}: run `dvc repro`")
     push = subprocess.run(["dvc", "push"], cwd=args.root, capture_output=True, text=True)

@@ -93,7 +93,8 @@ def import_original(h5_path: Path, sha256: str, out_root: Path = Path("."), *,
     import h5py
 
     from .atomic import atomic_write_text
-    from .extract import layers_of, model_row, write_model
+    from .dataset.writer import write_model
+    from .extract import layers_of, model_row
     from .formats.base import Conv, ModelConvs
     from .formats.hdf5_original import (filters_dataset, layer_shape, model_column, model_rows, placeholders,
                                         read_meta)
@@ -150,7 +151,7 @@ def import_original(h5_path: Path, sha256: str, out_root: Path = Path("."), *,
                 convs = ModelConvs([], "hdf5-original", {"h5py": h5py.__version__})
                 loaded = Loaded(convs, sha256, data["source"]["url"], h5_path)
                 model = model_row(entry, loaded, layers, out_root)
-                write_model(release_dir / "filters" / model_id, meta_dir / model_id, model,
+                write_model(release_dir, meta_dir, model,
                             [layer.row for layer in layers], _stream(model_id, layers, by_name, ds, h5_path, original))
             except CnnFilterDbError as exc:  # a bad range or NaN found while streaming: nothing kept
                 target.unlink(missing_ok=True)
@@ -170,7 +171,7 @@ def import_original(h5_path: Path, sha256: str, out_root: Path = Path("."), *,
 
 def _stream(model_id, layers, by_name, ds, path, original):
     """The layers with their real weights, read one at a time; NaN or inf stops the model."""
-    from .extract import Layer
+    from .dataset.writer import Layer
     from .formats.hdf5_original import read_layer
 
     for layer in layers:

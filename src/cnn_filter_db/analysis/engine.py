@@ -1,7 +1,7 @@
 """The three streaming passes over the filter shards, run here or on a Dask cluster.
 
 Each pass is a function of one shard (``pass_layers``, ``pass_range``, ``pass_hist``) that
-reads the shard in record batches (``ParquetFile.iter_batches``, ``batch_rows`` rows at a
+reads the shard in record batches cut into (model, layer) runs (``dataset.runs.iter_runs``, ``batch_rows`` rows at a
 time) and returns a small partial result; the caller merges partial results (per-layer
 rows, min/max, histogram counts), so the same code runs in this process (``engine:
 local``) or as one Dask task a shard (``engine: dask``). Nothing a pass keeps grows with
@@ -31,24 +31,19 @@ from __future__ import annotations
 
 import functools
 import logging
-import queue
-import threading
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 import numpy as np
-import pyarrow.parquet as pq
 
+from ..dataset import layout
+from ..dataset.runs import RunBatch, iter_runs
 from ..errors import AnalysisError
 from . import drift
 from .layer import CHUNK_ROWS, MOMENTS_LEN, layer_stats
 from .params import AnalyzeParams
-
-_NEEDED = ("model_id", "layer_id", "out_channel", "in_channel", "weights")
-_PREFETCH = 1
-_END = object()
 
 
 @dataclass
@@ -76,79 +71,19 @@ def _one_blas_thread(fn: Callable, item, ctx):
 
 # --------------------------------------------------------------------------- reading
 
-def shard_paths(release_dir: Path) -> list[Path]:
-    """Every filter shard of a release, in a fixed order (model folder, then shard number)."""
-    folder = Path(release_dir) / "filters"
-    paths = sorted(folder.rglob("*.parquet"), key=lambda p: p.relative_to(folder).as_posix())
+def shard_items(release_dir: Path) -> list[tuple[int, str]]:
+    """(index, path) of every filter shard of a release, in a fixed order (model folder,
+    then shard number): the items the passes are mapped over."""
+    paths = layout.list_shards(release_dir, "filters")
     if not paths:
-        raise AnalysisError(f"{folder}: no filter shards; run the extract stage first")
-    return paths
+        raise AnalysisError(f"{layout.table_dir(release_dir, 'filters')}: no filter shards; run the extract stage first")
+    return [(i, str(p)) for i, p in enumerate(paths)]
 
 
-def _batches(path: str, columns: list[str], batch_rows: int):
-    """Record batches of a shard, decoded one ahead in a background thread.
-
-    Parquet decoding (zstd, byte-stream-split) runs in C++ without the GIL, so reading the
-    next batch overlaps the numpy work on the current one; at most ``_PREFETCH`` batches
-    wait in the queue, so memory stays bounded by a few batches.
-    """
-    pf = pq.ParquetFile(path, read_dictionary=["model_id"])
-    missing = [c for c in _NEEDED if c not in pf.schema_arrow.names]
-    if missing:
-        raise AnalysisError(f"{path}: missing columns {missing}")
-    if pf.metadata.num_rows == 0:
-        return
-    q: queue.Queue = queue.Queue(maxsize=_PREFETCH)
-    stop = threading.Event()
-
-    def put(item) -> bool:
-        """Queue an item unless the consumer has gone (then never block on a full queue)."""
-        while not stop.is_set():
-            try:
-                q.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def produce():
-        try:
-            for batch in pf.iter_batches(batch_size=batch_rows, columns=columns):
-                if not put(batch):
-                    return
-            put(_END)
-        except BaseException as exc:  # handed to the consumer, raised there
-            put(exc)
-
-    thread = threading.Thread(target=produce, name=f"read {Path(path).name}", daemon=True)
-    thread.start()
-    try:
-        while True:
-            item = q.get()
-            if item is _END:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        thread.join()
-
-
-def _runs(batch, ctx: Context, path: str) -> list[tuple[int, int, int, str, int]]:
-    """(start, stop, layer row, model_id, layer_id) of each run of equal keys in a batch."""
-    n = batch.num_rows
-    mid = batch.column("model_id")
-    codes = mid.indices.to_numpy(zero_copy_only=False)
-    lid = batch.column("layer_id").to_numpy(zero_copy_only=False)
-    cut = np.flatnonzero((lid[1:] != lid[:-1]) | (codes[1:] != codes[:-1])) + 1
-    starts = np.concatenate(([0], cut))
-    stops = np.concatenate((cut, [n]))
+def _runs(runs: RunBatch, ctx: Context, path: str) -> list[tuple[int, int, int, str, int]]:
+    """(start, stop, layer row, model_id, layer_id) of each (model, layer) run of a batch."""
     out = []
-    dictionary = mid.dictionary
-    for s, e in zip(starts.tolist(), stops.tolist()):
-        model = dictionary[int(codes[s])].as_py()
-        layer = int(lid[s])
+    for s, e, (model, layer) in zip(runs.starts.tolist(), runs.stops.tolist(), runs.keys()):
         try:
             row = ctx.index[model][layer]
         except KeyError:
@@ -156,11 +91,6 @@ def _runs(batch, ctx: Context, path: str) -> list[tuple[int, int, int, str, int]
                                 f"layers table; re-run the gather stage") from None
         out.append((s, e, row, model, layer))
     return out
-
-
-def _weights(batch) -> np.ndarray:
-    """The (n, 9) float32 weights of a batch, without a copy."""
-    return batch.column("weights").flatten().to_numpy(zero_copy_only=False).reshape(-1, 9)
 
 
 # --------------------------------------------------------------------------- pass 1
@@ -204,8 +134,8 @@ def pass_layers(item: tuple[int, str], ctx: Context) -> dict:
 
     pending: list[np.ndarray] = []
     pending_row, pending_key, pending_at_start, first = -1, ("", -1), False, True
-    for batch in _batches(path, ["model_id", "layer_id", "weights"], ctx.params.batch_rows):
-        w = _weights(batch)
+    for batch in iter_runs(path, ["weights"], ctx.params.batch_rows):
+        w = batch.weights()
         filters += len(w)
         for s, e, row, model, layer in _runs(batch, ctx, path):
             if row == pending_row:
@@ -255,8 +185,8 @@ def pass_range(item: tuple[int, str], ctx: Context) -> dict:
     vt, mu_v = _projection(ctx)
     lo: dict[int, float] = {}
     hi: dict[int, float] = {}
-    for batch in _batches(path, ["model_id", "layer_id", "weights"], ctx.params.batch_rows):
-        w = _weights(batch)
+    for batch in iter_runs(path, ["weights"], ctx.params.batch_rows):
+        w = batch.weights()
         for s, e, row, _, _ in _runs(batch, ctx, path):
             for a, b in _chunks(s, e):
                 c = coefficients_t(w[a:b], vt, mu_v)
@@ -285,14 +215,14 @@ def pass_hist(item: tuple[int, str], ctx: Context) -> dict:
     for r, (lo, hi) in enumerate(ctx.ranges):
         scale = np.float32(bins / (hi - lo)) if hi > lo else np.float32(0)
         plans.append((np.flatnonzero(ctx.range_of_grouping == r), np.float32(lo), scale))
-    columns = ["model_id", "layer_id", "weights"] + (["out_channel", "in_channel"] if sub_on else [])
+    columns = ["weights"] + (["out_channel", "in_channel"] if sub_on else [])
     full: dict[int, np.ndarray] = {}
     sub: dict[int, np.ndarray] = {}
-    for batch in _batches(path, columns, p.batch_rows):
-        w = _weights(batch)
+    for batch in iter_runs(path, columns, p.batch_rows):
+        w = batch.weights()
         if sub_on:
-            oc = batch.column("out_channel").to_numpy(zero_copy_only=False)
-            ic = batch.column("in_channel").to_numpy(zero_copy_only=False)
+            oc = batch.batch.column("out_channel").to_numpy(zero_copy_only=False)
+            ic = batch.batch.column("in_channel").to_numpy(zero_copy_only=False)
         for s, e, row, model, layer in _runs(batch, ctx, path):
             h_full = full.setdefault(row, np.zeros((len(plans), k), np.int64))
             h_sub = sub.setdefault(row, np.zeros((len(ctx.range_of_grouping), k), np.int64)) if sub_on else None

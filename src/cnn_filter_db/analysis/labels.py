@@ -20,29 +20,13 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from .. import shards
+from ..dataset.reader import read_table
+from ..dataset.schema import LAYERS_SCHEMA, MODELS_SCHEMA
 from ..errors import AnalysisError
 
 DEPTH_DECILE = "depth_decile"
 _KEYS = ("model_id", "layer_id")
-
-
-def read_table(release_dir: Path, name: str, schema: pa.Schema) -> pa.Table:
-    """All shards of one small config (``<release>/<name>/*.parquet``), checked against ``schema``."""
-    folder = Path(release_dir) / name
-    files = sorted(folder.glob("*.parquet"))
-    if not files:
-        raise AnalysisError(f"{folder}: no Parquet shard; run the gather stage first")
-    tables = []
-    for f in files:
-        t = pq.read_table(f)
-        missing = [c for c in schema.names if c not in t.column_names]
-        if missing:
-            raise AnalysisError(f"{f}: missing columns {missing}")
-        tables.append(t.select(schema.names).cast(schema))
-    return pa.concat_tables(tables)
 
 
 @dataclass
@@ -109,8 +93,8 @@ def _labels(column) -> list[str | None]:
 
 def load_labels(release_dir: Path) -> Labels:
     """Read and join the ``layers`` and ``models`` tables of a release."""
-    layers = read_table(release_dir, "layers", shards.LAYERS_SCHEMA)
-    models = read_table(release_dir, "models", shards.MODELS_SCHEMA)
+    layers = read_table(release_dir, "layers", schema=LAYERS_SCHEMA)
+    models = read_table(release_dir, "models", schema=MODELS_SCHEMA)
     layers = layers.sort_by([("model_id", "ascending"), ("layer_id", "ascending")])
     models = models.sort_by([("model_id", "ascending")])
     model_ids = models.column("model_id").to_pylist()

@@ -17,7 +17,7 @@ import math
 
 import numpy as np
 
-from ..shards import LAYER_STATS_SCHEMA, LAYERS_SCHEMA
+from ..dataset.schema import LAYER_STATS_SCHEMA, LAYERS_SCHEMA
 from . import degeneration
 from .entropy import entropy_of_scatter, random_entropy
 from .orthogonality import orthogonality

@@ -18,7 +18,7 @@ import numpy as np
 from ..errors import AnalysisError
 from . import drift, report
 from .basis import Basis, BasisReducer
-from .engine import Context, make_engine, measure, pass_hist, pass_layers, pass_range, shard_paths
+from .engine import Context, make_engine, measure, pass_hist, pass_layers, pass_range, shard_items
 from .labels import Grouping, Labels, load_labels
 from .layer import MOMENTS_LEN
 from .params import AnalyzeParams
@@ -58,7 +58,7 @@ def analyze(release_dir: Path, reports_dir: Path, params: dict | AnalyzeParams |
     timings = {}
     t = time.perf_counter()
     labels = load_labels(release_dir)
-    items = [(i, str(path)) for i, path in enumerate(shard_paths(release_dir))]
+    items = shard_items(release_dir)
     groupings = [labels.grouping(g) for g in p.groupings]
     ctx = Context(labels.index, labels.n_filters, labels.out_channels, p)
     engine = make_engine(p)

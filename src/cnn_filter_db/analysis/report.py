@@ -18,7 +18,8 @@ import pandas as pd
 import pyarrow as pa
 import yaml
 
-from .. import shards
+from ..dataset import writer
+from ..dataset.schema import LAYER_STATS_SCHEMA, LAYERS_SCHEMA
 from ..atomic import atomic_dir, atomic_write_text
 from . import plots
 from .layer import METRIC_COLUMNS
@@ -34,10 +35,10 @@ SUMMARY_LABELS = ("name", "family", "architecture", "task", "visual_category", "
 
 def layer_stats_table(labels, metrics: list[dict]) -> pa.Table:
     """``layers`` (in (model_id, layer_id) order) plus the metric columns."""
-    cols = {name: labels.layers.column(name) for name in shards.LAYERS_SCHEMA.names}
+    cols = {name: labels.layers.column(name) for name in LAYERS_SCHEMA.names}
     for name in METRIC_COLUMNS:
-        cols[name] = pa.array([m[name] for m in metrics], type=shards.LAYER_STATS_SCHEMA.field(name).type)
-    return pa.table(cols, schema=shards.LAYER_STATS_SCHEMA)
+        cols[name] = pa.array([m[name] for m in metrics], type=LAYER_STATS_SCHEMA.field(name).type)
+    return pa.table(cols, schema=LAYER_STATS_SCHEMA)
 
 
 def model_summary(stats: pd.DataFrame, models: pd.DataFrame) -> pd.DataFrame:
@@ -122,7 +123,7 @@ def write_all(release_dir: Path, reports_dir: Path, labels, metrics: list[dict],
               n_rows: int) -> dict:
     """Write every output; return the headline numbers."""
     table = layer_stats_table(labels, metrics)
-    shards.write_table_dir(table, Path(release_dir) / "layer_stats")
+    writer.write_table(table, release_dir, "layer_stats")
     stats = table.to_pandas()
     for flag in ("is_random_like", "is_low_diversity_sparse", "is_degenerate"):
         stats[flag] = stats[flag].astype("float64")  # nullable bool -> 1/0/NaN, so means are shares

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
@@ -20,19 +19,7 @@ from . import config, sources, strict_yaml
 from .errors import CatalogError
 from .fields import ONE_LINE, StrictModel
 from .hashing import sha256_file
-
-#: Fields whose values must come from catalog/vocabulary.yaml, and the vocabulary list they use.
-VOCABULARY_FIELDS = {
-    "task": "task",
-    "visual_category": "visual_category",
-    "family": "family",
-    "training_dataset": "dataset",
-    "pretraining_dataset": "dataset",
-    "license": "license",
-    "training_data_license": "license",
-    "format": "format",
-}
-CONV_KINDS = ("dense", "grouped", "depthwise")
+from .vocabulary import CONV_KINDS, VOCABULARY_FIELDS, load_vocabulary  # noqa: F401 (part of the catalog's API)
 
 #: The ``source`` of an entry: one model a registered source kind (see cnn_filter_db.sources).
 Source = Annotated[Union[tuple(k.model for k in sources.kinds().values())], Field(discriminator="kind")]
@@ -83,32 +70,6 @@ def is_model_id(text: str) -> bool:
 def shown(path: Path) -> str:
     """A path as error messages print it: control characters escaped, so it stays one line."""
     return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode() for ch in str(path))
-
-
-# --------------------------------------------------------------------------- vocabulary
-
-@lru_cache(maxsize=8)
-def _vocabulary_cached(path: str, mtime: float) -> dict[str, tuple[str, ...]]:
-    where = str(config.VOCABULARY_FILE)
-    data = strict_yaml.load_file(Path(path), where)
-    if not isinstance(data, dict):
-        raise CatalogError([(where, "-", "expected a mapping of vocabulary name -> list of values")])
-    vocab = {}
-    for name, values in data.items():
-        if not isinstance(values, list) or not all(isinstance(v, str) and re.fullmatch(ONE_LINE, v) for v in values):
-            raise CatalogError([(where, str(name), "expected a list of one-line strings")])
-        vocab[str(name)] = tuple(values)
-    missing = sorted(set(VOCABULARY_FIELDS.values()) - set(vocab))
-    if missing:
-        raise CatalogError([(where, missing[0], "required vocabulary is missing")])
-    return vocab
-
-
-def load_vocabulary(root: Path = Path(".")) -> dict[str, tuple[str, ...]]:
-    path = Path(root) / config.VOCABULARY_FILE
-    if not path.is_file():
-        raise CatalogError([(str(config.VOCABULARY_FILE), "-", "file not found")])
-    return _vocabulary_cached(str(path.resolve()), path.stat().st_mtime)
 
 
 # --------------------------------------------------------------------------- loading

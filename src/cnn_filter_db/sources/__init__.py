@@ -12,7 +12,6 @@ this package does not import the catalog, which imports it.
 from __future__ import annotations
 
 import functools
-import importlib
 import os
 import pkgutil
 import urllib.parse
@@ -65,8 +64,9 @@ def register(kind: SourceKind) -> SourceKind:
 
 @functools.cache
 def _import_kind_modules() -> None:
+    # every module of this package is a kind (as formats/ loads its readers)
     for info in pkgutil.iter_modules(__path__):
-        importlib.import_module(f"{__name__}.{info.name}")
+        __import__(f"{__name__}.{info.name}")
 
 
 def kinds() -> dict[str, SourceKind]:

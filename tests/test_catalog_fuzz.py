@@ -127,7 +127,6 @@ def field_cases() -> list[Case]:
                        ("architecture", ["resnet18"]), ("pretrained_tag", "a1 in1k"), ("pretrained_tag", 5)]:
         cases.append(Case(f"timm-{fld}-{value!r}"[:60], dump(with_changes(TIMM, f"source.{fld}", value)),
                           f"source.{fld}"))
-    cases.append(Case("timm-pretrained-unpinned", dump(with_changes(TIMM, "source.pretrained_tag", "a1_in1k")), "source"))
     cases.append(Case("timm-baseline-with-pin", dump(with_changes(TIMM, "source.sha256", "0" * 64)), "source"))
     cases.append(Case("timm-baseline-trained", dump(with_changes(TIMM, "trained", True)), None))
     recipe = {

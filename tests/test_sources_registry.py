@@ -21,7 +21,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 
 def test_every_kind_is_registered_and_in_the_entry_schema(root):
     kinds = sources.kinds()
-    assert set(kinds) == {"pypi", "url", "hf", "timm", "train"}
+    assert set(kinds) == {"pypi", "url", "hf", "timm", "torchvision", "train"}
     for name, kind in kinds.items():
         assert kind.model.model_fields["kind"].annotation.__args__ == (name,)
         assert (kind.fetch is None) != (kind.build is None)  # a file to fetch, or weights to build

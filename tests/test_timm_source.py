@@ -86,9 +86,14 @@ def test_offline_without_a_copy_fails_at_once(tmp_path, monkeypatch):
         sources.load(Entry("1" * 64), cache_dir=tmp_path / "cache")
 
 
-def test_unpinned_pretrained_entry_is_invalid():
-    with pytest.raises(ValueError, match="must be pinned"):
-        TimmSource(kind="timm", architecture=ARCH, pretrained_tag=TAG)
+def test_without_a_sha256_in_the_entry_the_lock_pins_it():
+    """An entry that names pretrained weights without their sha256 is pinned through
+    catalog/lock.yaml on its first build (sources.pinned); one with a sha256 is not."""
+    from cnn_filter_db.sources.pinned import needs_lock
+
+    assert needs_lock(Entry(None)) and not needs_lock(Entry("0" * 64))
+    with pytest.raises(ValueError, match="an initialisation baseline"):
+        TimmSource(kind="timm", architecture=ARCH, sha256="0" * 64)
 
 
 def test_catalog_add_records_the_pin(hub_cache, weights, tmp_path, root):

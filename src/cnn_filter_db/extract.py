@@ -68,6 +68,15 @@ def layers_of(model_id: str, convs: list[Conv], overrides: dict[str, str] | None
     return layers
 
 
+def check_expected(entry: Entry, layers: list[Layer]) -> None:
+    """A generated entry states the 3x3 counts of its architecture; the weights must agree."""
+    want = entry.expected_3x3
+    got = (len(layers), sum(layer.row["n_filters"] for layer in layers))
+    if want is not None and got != (want.layers, want.filters):
+        raise FormatError(f"{entry.model_id}: the weights hold {got[0]} 3x3 layers / {got[1]:,} filters, the entry's "
+                          f"expected_3x3 says {want.layers} / {want.filters:,}")
+
+
 def model_row(entry: Entry, loaded, layers: list[Layer], root: Path = Path(".")) -> dict:
     return {
         "model_id": entry.model_id,
@@ -111,8 +120,9 @@ def extract_model(entry: Entry, release_dir: Path = config.RELEASE_DIR, meta_dir
 
     from . import sources
 
-    loaded = sources.load(entry, cache_dir=cache_dir, **(source_options or {}))
+    loaded = sources.load(entry, cache_dir=cache_dir, root=root, **(source_options or {}))
     layers = layers_of(entry.model_id, loaded.convs.convs, dict(entry.conv_kind_overrides))
+    check_expected(entry, layers)
     model = model_row(entry, loaded, layers, root)
     with tqdm(total=model["n_filters"], unit="filter", unit_scale=True, desc=f"extract {entry.model_id}",
               disable=not progress, leave=False) as bar:

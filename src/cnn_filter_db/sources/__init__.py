@@ -128,31 +128,42 @@ def member_of(entry) -> str | None:
     return values[0] if values else None
 
 
-def fetch_file(entry, cache_dir: Path | None = None) -> Path:
-    """The entry's weights file in the cache, fetched and checked against its sha256."""
+def fetch_file(entry, cache_dir: Path | None = None, root: Path = Path(".")) -> Path:
+    """The entry's weights file in the cache, fetched and checked against its sha256 (or, for
+    registry weights named without one, against their pin in catalog/lock.yaml under ``root``)."""
+    cache = Cache(cache_dir or config.default_cache_dir())
+    if pinned.needs_lock(entry):
+        return pinned.fetch(entry, cache, root)
     kind = kind_of(entry.source.kind)
     if kind.fetch is None:
         raise SourceError(f"{entry.model_id}: source kind {kind.name!r} has no file to fetch")
     try:
-        return kind.fetch(entry.source, Cache(cache_dir or config.default_cache_dir()))
+        return kind.fetch(entry.source, cache)
     except CnnFilterDbError as exc:
         raise type(exc)(f"{entry.model_id}: {exc}") from None
 
 
-def load(entry, cache_dir: Path | None = None, **options) -> Loaded:
+def load(entry, cache_dir: Path | None = None, root: Path = Path("."), **options) -> Loaded:
     """Fetch or build the entry's weights and read its convolutions.
 
-    ``options`` go to the kind's ``build`` (for ``train``: profile, reports_dir, hub_ids,
-    num_threads, device, progress).
+    ``root``: where catalog/lock.yaml lives, for registry weights pinned there. ``options``
+    go to the kind's ``build`` (for ``train``: profile, reports_dir, hub_ids, num_threads,
+    device, progress).
     """
     kind = kind_of(entry.source.kind)
-    if kind.build is not None:
+    locked = pinned.needs_lock(entry)
+    if kind.build is not None and not locked:
         return kind.build(entry.source, entry.model_id, cache_dir=cache_dir, **options)
-    path = fetch_file(entry, cache_dir)
+    path = fetch_file(entry, cache_dir, root)
     uri = kind.uri(entry.source, entry.model_id)
     try:
-        convs = formats.read(path, entry.format, member=member_of(entry), sha256=trusted_pickle_pin(entry))
+        convs = formats.read(path, entry.format, member=member_of(entry), sha256=trusted_pickle_pin(entry),
+                             layer_classes=entry.keras_layer_classes or None)
     except CnnFilterDbError as exc:
         # name the file as the user knows it, not by its place in the cache
         raise type(exc)(f"{entry.model_id}: {str(exc).replace(str(path), uri)}") from None
-    return Loaded(convs, entry.source.sha256, uri, path)
+    return Loaded(convs, path.name if locked else entry.source.sha256, uri, path)
+
+
+# registry weights pinned in catalog/lock.yaml; imported last: it uses the kinds above
+from . import pinned  # noqa: E402

@@ -39,14 +39,12 @@ class TimmSource(StrictModel):
     pretrained_tag: str | None = Field(None, pattern=NAME, description="timm pretrained tag, e.g. a1_in1k; "
                                                                        "null for an initialisation baseline")
     seed: int = Field(0, ge=0, le=SEED_MAX)
-    sha256: SHA256 | None = Field(None, description="sha256 of the pretrained weights file (required with "
-                                                    "pretrained_tag)")
+    sha256: SHA256 | None = Field(None, description="sha256 of the pretrained weights file; without it the "
+                                                    "first build pins it in catalog/lock.yaml")
 
     @model_validator(mode="after")
     def _pinned(self):
-        if self.pretrained_tag is not None and self.sha256 is None:
-            raise ValueError("pretrained weights must be pinned: give sha256 (`cnn-filter-db catalog add "
-                             "timm:ARCH.TAG` writes it)")
+        # pretrained without sha256: pinned in catalog/lock.yaml on first build (sources.pinned)
         if self.pretrained_tag is None and self.sha256 is not None:
             raise ValueError("sha256 pins pretrained weights; an initialisation baseline (no pretrained_tag) has none")
         return self

@@ -87,8 +87,9 @@ def source_uri(entry) -> str:
 
 
 def has_file(entry) -> bool:
-    """Whether the entry's weights are a file to fetch (not built by the pipeline)."""
-    return kind_of(entry.source.kind).fetch is not None
+    """Whether the entry's weights are a file pinned by the entry itself (not built by the
+    pipeline, nor pinned on first build in catalog/lock.yaml)."""
+    return kind_of(entry.source.kind).fetch is not None and not pinned.needs_lock(entry)
 
 
 def parse_spec(spec: str) -> dict:

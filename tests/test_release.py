@@ -74,7 +74,11 @@ def test_card_front_matter_matches_schemas(release):
     configs = {c["config_name"]: c for c in meta["configs"]}
     assert configs["filters"]["default"] is True
     assert configs["filters"]["data_files"] == [{"split": "train", "path": "filters/*/*.parquet"}]
-    assert set(configs) == {"filters", "layers", "models"}  # no layer_stats in this release
+    assert set(configs) == {"filters", "layers", "models", "filters_trained"}  # no layer_stats in this release
+    # the trained population: every model but the timm initialisation baseline, a folder each
+    trained = sorted(m for m in SMALL_MODELS if m != "timm-efficientnet_b0-init")
+    assert configs["filters_trained"]["data_files"] == [
+        {"split": "train", "path": [f"filters/{m}/*.parquet" for m in trained]}]
     info = {d["config_name"]: d["features"] for d in meta["dataset_info"]}
     assert {"name": "weights", "list": "float32", "length": 9} in info["filters"]
     # the YAML features are exactly what datasets derives from the Arrow schemas of dataset/schema.py
@@ -95,6 +99,7 @@ def test_card_body(release):
         line = next(l for l in text.splitlines() if l.startswith(f"| {r['model_id']} |"))
         assert f"| {r['license']} | {r['training_data_license']} |" in line
     assert "| detection | 1 | 250,928 |" in text  # counts per task (nudenet)
+    assert "| initialisation | 1 | 2,720 |" in text  # counts and shares per training kind
     assert "### By visual category" in text and "### By weights format" in text and "### By family" in text
     assert "First release." in text
     assert 'load_dataset("test-org/cnn-filter-db", "models", revision="v0.1.0")' in text
@@ -180,6 +185,10 @@ def test_load_dataset_local_configs(release):
     assert sorted(models["model_id"]) == sorted(SMALL_MODELS)
     assert sum(models["n_filters"]) == filters.num_rows == sum(layers["n_filters"])
     assert set(layers.column_names) == set(schema.LAYERS_SCHEMA.names)
+    trained = datasets.load_dataset(str(release), "filters_trained", split="train")
+    assert trained.num_rows == sum(n for m, n, t in zip(models["model_id"], models["n_filters"], models["training"])
+                                   if t != "initialisation")
+    assert "timm-efficientnet_b0-init" not in set(trained.unique("model_id"))
 
 
 def test_load_dataset_streaming_and_pushdown(release):

@@ -237,7 +237,7 @@ def cmd_validate(args) -> int:
 
 
 def cmd_analyze(args) -> int:
-    from .analysis import analyze
+    from .analysis.pipeline import analyze
 
     params = load_params("analyze", args.root)
     for key in ("engine", "scheduler"):

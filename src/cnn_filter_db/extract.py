@@ -9,6 +9,7 @@ import numpy as np
 import pyarrow as pa
 
 from . import config
+from .analysis.population import model_labels
 from .catalog import Entry, entry_path
 from .dataset import layout, writer
 from .dataset.writer import Layer
@@ -92,6 +93,7 @@ def model_row(entry: Entry, loaded, layers: list[Layer], root: Path = Path("."))
         "training_dataset": entry.training_dataset,
         "pretraining_dataset": entry.pretraining_dataset,
         "trained": entry.trained,
+        **model_labels(entry.trained, entry.source.kind, _measurable(layers), loaded.training_steps),
         "license": entry.license,
         "training_data_license": entry.training_data_license,
         "paper": entry.paper,
@@ -104,6 +106,12 @@ def model_row(entry: Entry, loaded, layers: list[Layer], root: Path = Path("."))
         "catalog_sha256": sha256_file(entry_path(entry.model_id, root)),
         "framework_versions": json.dumps(loaded.convs.framework_versions, sort_keys=True),
     }
+
+
+def _measurable(layers: list[Layer]) -> list[np.ndarray]:
+    """The layers' weights, unless they are zero-stride shells (import_original streams the
+    weights later; then the random-like share is null)."""
+    return [layer.weight for layer in layers if any(layer.weight.strides)]
 
 
 def extract_model(entry: Entry, release_dir: Path = config.RELEASE_DIR, meta_dir: Path = config.META_DIR,

@@ -60,6 +60,10 @@ MODELS_SCHEMA = pa.schema([
     ("training_dataset", pa.string()),
     ("pretraining_dataset", pa.string()),
     ("trained", pa.bool_()),
+    ("training", pa.string()),            # pretrained | trained-here | initialisation (analysis.population)
+    ("training_steps", pa.int64()),       # optimizer steps of a trained-here run
+    ("random_like_share", pa.float64()),  # share of 3x3 layers with H >= TH(n)
+    ("near_initialisation", pa.bool_()),  # trained-here with random_like_share >= 0.9
     ("license", pa.string()),
     ("training_data_license", pa.string()),
     ("paper", pa.string()),

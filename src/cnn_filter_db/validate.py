@@ -29,7 +29,7 @@ import pandas as pd
 
 from . import config
 from .atomic import atomic_dir, atomic_write_text
-from .catalog import load_vocabulary
+from .vocabulary import load_vocabulary
 from .dataset import layout, reader
 from .dataset.manifest import fingerprint, read_manifest
 from .errors import CnnFilterDbError

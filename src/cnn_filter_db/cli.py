@@ -493,7 +493,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "to load and pin; opens offline (no request of any kind).")
     p.add_argument("--reports-dir", type=Path, default=None, help="default: ROOT/reports")
     p.add_argument("--out", type=Path, default=None, help="default: REPORTS_DIR/index.html")
-    build_args(p)
+    release_dir_arg(p)
     p.set_defaults(func=cmd_page)
 
     p = sub.add_parser("publish", help="upload the release to the Hugging Face Hub (resumable, in commits), tagged v<version>",

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from . import config
 from .errors import CatalogError
 from .hashing import sha256_file
+from .train.recipe import CheckpointPin
 
 SHA256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$", description="sha256 of the file, 64 lower-case hex digits")]
 #: Fields whose values must come from catalog/vocabulary.yaml, and the vocabulary list they use.
@@ -85,6 +86,8 @@ class TrainSource(_Strict):
 
     kind: Literal["train"]
     recipe: dict[str, Any]
+    checkpoint: dict[str, CheckpointPin] = Field(
+        default_factory=dict, description="profile -> the checkpoint it must give on a CPU (checked on every build)")
 
 
 Source = Annotated[Union[PypiSource, UrlSource, HfSource, TimmSource, TrainSource], Field(discriminator="kind")]

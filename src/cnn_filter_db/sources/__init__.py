@@ -27,6 +27,7 @@ class Loaded:
     path: Path | None = None  # the cached file, for file sources
     accuracy: float | None = None  # measured by the pipeline (trained models)
     validation_accuracy: float | None = None
+    training_steps: int | None = None  # optimizer steps of a trained-here run (its training record)
 
 
 def source_uri(entry: Entry) -> str:

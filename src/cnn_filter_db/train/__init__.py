@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import platform
 import subprocess
 import sys
 import tempfile
@@ -38,7 +39,7 @@ CODE_REVISION = 2  # 2: the fixed CPU code paths of ``determinism``; history wit
 #: nothing that changes from run to run (no clock times).
 METRIC_KEYS = ("profile", "test_accuracy", "val_accuracy", "best_epoch", "training_steps", "total_steps",
                "layers_3x3", "random_like_layers", "median_relative_change", "sizes", "device",
-               "weights_sha256", "versions", "history")
+               "platform", "weights_sha256", "versions", "history")
 
 
 def run_key(recipe: Recipe, profile: str, device: str, num_threads: int, hub_ids: dict | None = None) -> str:
@@ -131,17 +132,19 @@ def load_recipe(model_id: str, recipe, cache_dir: Path | None = None, profile: s
         write_reports(Path(reports_dir), model_id, record)
     return Loaded(convs, record["weights_sha256"], f"train://{model_id}?profile={profile}"
                   f"&optimizer={recipe.optimizer.name}", weights, accuracy=record["test_accuracy"],
-                  validation_accuracy=record["val_accuracy"], training_steps=record["training_steps"])
+                  validation_accuracy=record["val_accuracy"], training_steps=record["training_steps"],
+                  training_dataset=recipe.dataset)
 
 
 def check_pin(model_id: str, profile: str, record: dict, pin) -> None:
     """A run's checkpoint against its pin (the entry's ``source.checkpoint.<profile>``), if any.
 
-    A CPU run must match its pin; a GPU run is not pinned (its kernels are not fixed), so it
-    is not checked. A mismatch is one error naming the entry, both sha256s and the package
+    A CPU run on the pin's platform (machine architecture) must match it; a GPU run, or one
+    on another platform (other BLAS and kernels), is not checked. A mismatch is one error naming the entry, both sha256s and the package
     versions of the pin and of this build.
     """
-    if pin is None or record["device"] != "cpu" or record["weights_sha256"] == pin.sha256:
+    if pin is None or record["device"] != "cpu" or record.get("platform", platform.machine()) != pin.platform \
+            or record["weights_sha256"] == pin.sha256:
         return
     built = dict(record["versions"], timm=_version("timm"))
     differ = {k: (v, built.get(k)) for k, v in pin.versions.items() if built.get(k) != v}
@@ -210,7 +213,7 @@ def write_reports(reports_dir: Path, model_id: str, record: dict) -> None:
     from ..atomic import atomic_write_text
     from .loop import plot_curve
 
-    metrics = {k: record[k] for k in METRIC_KEYS}
+    metrics = {k: record.get(k) for k in METRIC_KEYS}
     atomic_write_text(reports_dir / f"{model_id}.json", json.dumps(metrics, indent=1, sort_keys=True) + "\n")
     plot_curve(record["history"], reports_dir / f"{model_id}.png",
                f"{model_id}: {record['recipe']['architecture']} on {record['recipe']['dataset']} [{record['profile']}]",

@@ -6,7 +6,9 @@ steps then cosine to ~0, seed 0; random-crop + flip for CIFAR, digits resized to
 one correction: the best epoch is chosen on a validation split, and the test split is only
 used for the final evaluation. That is the ``paper`` profile. ``quick`` replaces the cost
 knobs (epochs, batch size, input size) by :data:`DEFAULT_QUICK`, updated by the recipe's
-own ``profiles.quick``; every profile runs the same code on the same recipe.
+own ``profiles.quick``, which may also train on a smaller dataset that ships in a package
+(offline) and with another optimizer (AdamW: a few hundred SGD steps leave the filters at
+their initialisation); every profile runs the same code.
 
 Example
 -------
@@ -101,14 +103,30 @@ class Split(_Strict):
         return self
 
 
+def _known_dataset(name: str) -> str:
+    from .data import DATASETS
+
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
+    return name
+
+
 class ProfileOverrides(_Strict):
-    """What a profile may change: the cost knobs, and the optimizer (a short run on a CPU
-    leaves SGD's filters at their initialisation; the models table names the optimizer)."""
+    """What a profile may change: the cost knobs (including a smaller dataset that ships in a
+    package, with its split), and the optimizer (a short run on a CPU leaves SGD's filters at
+    their initialisation; the models table's ``source_uri`` names the profile and optimizer)."""
 
     epochs: int | None = Field(None, ge=1)
     batch_size: int | None = Field(None, ge=2)
     input_size: int | None = Field(None, ge=8)
+    dataset: str | None = Field(None, description="a name of cnn_filter_db.train.data.DATASETS")
+    split: Split | None = None
     optimizer: Optimizer | None = None
+
+    @field_validator("dataset")
+    @classmethod
+    def _known_dataset(cls, v):
+        return v if v is None else _known_dataset(v)
 
 
 class Recipe(_Strict):
@@ -141,11 +159,7 @@ class Recipe(_Strict):
     @field_validator("dataset")
     @classmethod
     def _known_dataset(cls, v):
-        from .data import DATASETS
-
-        if v not in DATASETS:
-            raise ValueError(f"unknown dataset {v!r}; known: {', '.join(DATASETS)}")
-        return v
+        return _known_dataset(v)
 
     def resolve(self, profile: str) -> Recipe:
         """The recipe as run under ``profile``: its overrides applied, ``profiles`` cleared."""
@@ -167,11 +181,12 @@ class Recipe(_Strict):
 
 
 class CheckpointPin(_Strict):
-    """The checkpoint a profile of a recipe gives on a CPU (``train.determinism``): any x86-64
-    CPU gives these bytes with these package versions; every build checks it."""
+    """The checkpoint a profile of a recipe gives on a CPU (``train.determinism``): any CPU of
+    ``platform`` gives these bytes with these package versions; builds there check it."""
 
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="sha256 of the safetensors checkpoint")
     versions: dict[str, str] = Field(description="package -> version the pin was made with (torch, numpy, ...)")
+    platform: str = Field("x86_64", description="the machine architecture it holds for (platform.machine())")
 
 
 def parse_recipe(data: dict, where: str = "source.recipe") -> Recipe:

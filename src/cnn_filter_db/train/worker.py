@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import platform
 import sys
 import time
 from pathlib import Path
@@ -78,7 +79,8 @@ def run(request: dict) -> dict:
         "total_steps": fitted.steps, **filter_change(initial, fitted.state),
         "num_classes": splits.num_classes, "in_channels": splits.in_channels, "data": splits.source,
         "sizes": {"train": len(splits.train[1]), "validation": len(splits.val[1]), "test": len(splits.test[1])},
-        "device": device.type, "num_threads": num_threads, "cpu_settings": settings, "versions": versions,
+        "device": device.type, "platform": platform.machine(), "num_threads": num_threads,
+        "cpu_settings": settings, "versions": versions,
         "history": fitted.history,
         # clock times: here only (the cache), never in a DVC-tracked file
         "train_seconds": round(seconds, 2), "train_cpu_seconds": round(cpu_seconds, 2),

@@ -71,7 +71,7 @@ def build(release: Path, n_filters: float, seed: int = 0) -> int:
     """Write a release of whole synthetic models until at least ``n_filters`` rows."""
     import pyarrow as pa
 
-    from cnn_filter_db import extract, shards
+    from cnn_filter_db.dataset import schema, writer
 
     rng = np.random.default_rng(seed)
     archs = list(ARCHITECTURES)
@@ -88,8 +88,8 @@ def build(release: Path, n_filters: float, seed: int = 0) -> int:
                    "conv_depth_norm": depth, "out_channels": out_c, "in_channels_per_group": in_c,
                    "groups": out_c if in_c == 1 and lid else 1,
                    "conv_kind": "depthwise" if in_c == 1 and lid else "dense", "n_filters": out_c * in_c}
-            layers.append(extract.Layer(row, synthetic_layer(rng, out_c, in_c, trained)))
-        extract.write_filters(release / "filters" / model_id, model_id, layers)
+            layers.append(writer.Layer(row, synthetic_layer(rng, out_c, in_c, trained)))
+        writer.write_filters(release / "filters" / model_id, model_id, layers)
         n = sum(layer.row["n_filters"] for layer in layers)
         layer_rows += [layer.row for layer in layers]
         models.append({"model_id": model_id, "name": model_id, "architecture": arch, "family": arch.rstrip("0123456789_sv"),
@@ -97,14 +97,16 @@ def build(release: Path, n_filters: float, seed: int = 0) -> int:
                        "format": "onnx" if i % 2 else "pytorch", "task": TASKS[i % len(TASKS)],
                        "visual_category": CATEGORIES[i % len(CATEGORIES)] if trained else "none",
                        "training_dataset": DATASETS[i % len(DATASETS)] if trained else "none",
-                       "pretraining_dataset": "none", "trained": trained, "license": "MIT",
+                       "pretraining_dataset": "none", "trained": trained,
+                       "training": "pretrained" if trained else "initialisation", "training_steps": None,
+                       "random_like_share": None, "near_initialisation": False, "license": "MIT",
                        "training_data_license": "unknown", "paper": None, "accuracy": None, "accuracy_metric": None,
                        "accuracy_split": None, "validation_accuracy": None, "n_layers": len(layers), "n_filters": n,
                        "catalog_sha256": "0" * 64, "framework_versions": "{}"})
         total += n
         i += 1
-    shards.write_table_dir(pa.Table.from_pylist(layer_rows, schema=shards.LAYERS_SCHEMA), release / "layers")
-    shards.write_table_dir(pa.Table.from_pylist(models, schema=shards.MODELS_SCHEMA), release / "models")
+    writer.write_table(pa.Table.from_pylist(layer_rows, schema=schema.LAYERS_SCHEMA), release, "layers")
+    writer.write_table(pa.Table.from_pylist(models, schema=schema.MODELS_SCHEMA), release, "models")
     return total
 
 
@@ -123,7 +125,7 @@ def child_scan(release: str) -> dict:
 
 
 def child_analyze(release: str, reports: str, params: str) -> dict:
-    from cnn_filter_db.analysis import analyze
+    from cnn_filter_db.analysis.pipeline import analyze
 
     t, cpu = time.perf_counter(), time.process_time()
     summary = analyze(release, reports, json.loads(params))

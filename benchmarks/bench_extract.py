@@ -57,6 +57,7 @@ def warm_up(out: Path) -> None:
 
 def run_extract(n: int, out: Path) -> dict:
     from cnn_filter_db import extract
+    from cnn_filter_db.dataset import writer
     from cnn_filter_db.formats.base import Conv
 
     pool = weight_pool()
@@ -73,7 +74,7 @@ def run_extract(n: int, out: Path) -> dict:
             yield from extract.layers_of("bench-model", [Conv(f"l{lid}", w, 1, lid)])
 
     t = time.perf_counter()
-    paths = extract.write_filters(out / "filters", "bench-model", layers_with_ids(layers()), n_rows=n)
+    paths = writer.write_filters(out / "filters", "bench-model", layers_with_ids(layers()), n_rows=n)
     dt = time.perf_counter() - t
     size = sum(p.stat().st_size for p in paths)
     return {"seconds": dt, "bytes": size, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
@@ -90,7 +91,7 @@ def run_plain(n: int, out: Path) -> dict:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from cnn_filter_db import shards
+    from cnn_filter_db.dataset import writer
 
     pool = weight_pool()
     batches, start = [], 0
@@ -98,7 +99,7 @@ def run_plain(n: int, out: Path) -> dict:
         k = o * c
         if start + k > len(pool):
             start = 0
-        batches.extend(shards.filter_batches("bench-model", lid, pool[start:start + k].reshape(o, c, 3, 3), 1 << 30))
+        batches.extend(writer.filter_batches("bench-model", lid, pool[start:start + k].reshape(o, c, 3, 3), 1 << 30))
         start += k
     table = pa.Table.from_batches(batches)
     warm_up(out)

@@ -2,7 +2,7 @@
 
 The release is written first, in a child process (so that the writer's memory does not
 count), with realistic 3x3 layer shapes (ResNet stages and MobileNet depthwise layers),
-through ``extract.write_filters`` and gather-like ``models`` / ``layers`` tables. Then this
+through ``dataset.writer.write_filters`` and gather-like ``models`` / ``layers`` tables. Then this
 process validates it and prints one JSON line last:
 
     {"filters": ..., "filters_per_s": ..., "peak_rss_mb": ..., ...}
@@ -39,7 +39,7 @@ FILTERS_PER_MODEL = 4_000_000
 
 def build(release: Path, n_filters: int, seed: int = 0) -> dict:
     """Write a synthetic release of about ``n_filters`` filters into ``release``."""
-    from cnn_filter_db import extract, shards
+    from cnn_filter_db.dataset import schema, writer
 
     rng = np.random.default_rng(seed)
     models, layer_rows = [], []
@@ -55,12 +55,12 @@ def build(release: Path, n_filters: int, seed: int = 0) -> dict:
                    "conv_depth_norm": 0.0, "out_channels": out_c, "in_channels_per_group": in_c,
                    "groups": out_c if kind == "depthwise" else 1, "conv_kind": kind, "n_filters": out_c * in_c}
             weight = (rng.standard_normal((out_c, in_c, 3, 3), dtype=np.float32) * 0.05)
-            layers.append(extract.Layer(row, weight))
+            layers.append(writer.Layer(row, weight))
             budget -= out_c * in_c
             i += 1
         for layer in layers:
             layer.row["conv_depth_norm"] = layer.row["conv_depth"] / max(1, len(layers) - 1)
-        extract.write_filters(release / "filters" / model_id, model_id, layers)
+        writer.write_filters(release / "filters" / model_id, model_id, layers)
         n = sum(layer.row["n_filters"] for layer in layers)
         layer_rows += [layer.row for layer in layers]
         models.append({
@@ -76,8 +76,8 @@ def build(release: Path, n_filters: int, seed: int = 0) -> dict:
         })
         left -= n
         m += 1
-    shards.write_table_dir(pa.Table.from_pylist(models, schema=shards.MODELS_SCHEMA), release / "models")
-    shards.write_table_dir(pa.Table.from_pylist(layer_rows, schema=shards.LAYERS_SCHEMA), release / "layers")
+    writer.write_table(pa.Table.from_pylist(models, schema=schema.MODELS_SCHEMA), release, "models")
+    writer.write_table(pa.Table.from_pylist(layer_rows, schema=schema.LAYERS_SCHEMA), release, "layers")
     return {"filters": int(sum(r["n_filters"] for r in layer_rows)), "layers": len(layer_rows), "models": len(models)}
 
 
@@ -105,8 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         built = json.loads(proc.stdout.splitlines()[-1])
         build_s = time.perf_counter() - t0
         if args.manifest:
-            from cnn_filter_db import shards
-            shards.write_manifest(release, shards.build_manifest(release, "0.0.0-bench", "0" * 64, {}))
+            from cnn_filter_db.dataset import manifest
+            manifest.write_manifest(release, manifest.build_manifest(release, "0.0.0-bench", "0" * 64, {}))
         print(f"built {built['filters']:,} filters in {built['layers']} layers of {built['models']} models "
               f"in {build_s:.1f} s", file=sys.stderr)
 

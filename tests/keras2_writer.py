@@ -52,3 +52,56 @@ def write_keras2_h5(path, kernels: dict[str, np.ndarray], optimizer_fill: float 
                     ow.create_dataset(n, data=np.full_like(value, optimizer_fill))
                     names.append(n.encode())
         ow.attrs["weight_names"] = np.array(names, dtype="S")
+
+
+def write_keras21_h5(path, kernels: dict[str, np.ndarray]) -> None:
+    """A Keras 2.1 ``model.save`` file as it lays them out under TensorFlow: weight groups
+    named after uniquified name scopes (``conv1_1/kernel:0`` under ``model_weights/conv1``),
+    a nested Sequential whose inner scopes are uniquified too, and optimizer weights named
+    ``training/Adam/Variable:0`` shaped like the kernels."""
+    layers = [
+        {"class_name": "InputLayer", "config": {"name": "input_1", "batch_input_shape": [None, 8, 8, 3]},
+         "name": "input_1", "inbound_nodes": []},
+        {"class_name": "Conv2D", "config": {"name": "conv1", "filters": 4, "kernel_size": [3, 3]},
+         "name": "conv1", "inbound_nodes": [[["input_1", 0, 0, {}]]]},
+        {"class_name": "Sequential", "config": [
+            {"class_name": "DepthwiseConv2D", "config": {"name": "dwise", "depth_multiplier": 1}},
+            {"class_name": "SeparableConv2D", "config": {"name": "sep", "filters": 6}}],
+         "name": "backbone", "inbound_nodes": [[["conv1", 0, 0, {}]]]},
+        {"class_name": "Conv2D", "config": {"name": "conv2", "filters": 6, "kernel_size": [3, 3]},
+         "name": "conv2", "inbound_nodes": [[["backbone", 1, 0, {}]]]},
+    ]
+    # Keras 2.1 Sequential configs are the bare layer list; the nested one names itself only
+    # in the outer entry
+    layers[2]["config"] = {"name": "backbone", "layers": layers[2]["config"]}
+    config = {"class_name": "Model", "config": {"name": "model_1", "layers": layers,
+                                               "input_layers": [["input_1", 0, 0]], "output_layers": [["conv2", 0, 0]]}}
+    with h5py.File(path, "w") as f:
+        f.attrs["keras_version"] = b"2.1.6"
+        f.attrs["backend"] = b"tensorflow"
+        f.attrs["model_config"] = json.dumps(config).encode()
+        f.attrs["training_config"] = json.dumps({"optimizer_config": {"class_name": "Adam"}}).encode()
+        mw = f.create_group("model_weights")
+        mw.attrs["keras_version"] = b"2.1.6"
+        mw.attrs["backend"] = b"tensorflow"
+        mw.attrs["layer_names"] = np.array([b"input_1", b"conv1", b"backbone", b"conv2"])
+        weights = {
+            "input_1": [],
+            "conv1": [("conv1_1/kernel:0", kernels["conv1"]), ("conv1_1/bias:0", np.ones(4, np.float32))],
+            "backbone": [("dwise_1/depthwise_kernel:0", kernels["dwise"]), ("dwise_1/bias:0", np.ones(4, np.float32)),
+                         ("sep_1/depthwise_kernel:0", kernels["sep_d"]),
+                         ("sep_1/pointwise_kernel:0", kernels["sep_p"]), ("sep_1/bias:0", np.ones(6, np.float32))],
+            "conv2": [("conv2_1/kernel:0", kernels["conv2"]), ("conv2_1/bias:0", np.ones(6, np.float32))],
+        }
+        for layer, ws in weights.items():
+            g = mw.create_group(layer)
+            g.attrs["weight_names"] = np.array([n.encode() for n, _ in ws], dtype="S")
+            for name, value in ws:
+                g.create_dataset(name, data=value)
+        ow = f.create_group("optimizer_weights")
+        names = []
+        for i, (name, value) in enumerate(w for ws in weights.values() for w in ws):
+            n = f"training/Adam/Variable_{i}:0" if i else "training/Adam/Variable:0"
+            ow.create_dataset(n, data=np.full_like(value, 7.0))
+            names.append(n.encode())
+        ow.attrs["weight_names"] = np.array(names, dtype="S")

@@ -15,7 +15,8 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from cnn_filter_db import catalog, extract, shards
+from cnn_filter_db import catalog, extract
+from cnn_filter_db.dataset import schema, writer
 from cnn_filter_db.errors import FormatError, SourceError
 from cnn_filter_db.formats.base import Conv
 
@@ -24,12 +25,12 @@ def test_small_release_tables(small_release):
     models = pq.read_table(small_release / "models").to_pylist()
     layers = pq.read_table(small_release / "layers")
     assert [m["model_id"] for m in models] == sorted(m["model_id"] for m in models)
-    assert layers.schema.equals(shards.LAYERS_SCHEMA, check_metadata=False)
+    assert layers.schema.equals(schema.LAYERS_SCHEMA, check_metadata=False)
     for m in models:
         files = sorted((small_release / "filters" / m["model_id"]).glob("*.parquet"))
         assert [f.name for f in files] == [f"{m['model_id']}-00000-of-00001.parquet"]
         pf = pq.ParquetFile(files[0])
-        assert pf.schema_arrow.equals(shards.FILTERS_SCHEMA, check_metadata=False)
+        assert pf.schema_arrow.equals(schema.FILTERS_SCHEMA, check_metadata=False)
         assert pf.metadata.num_rows == m["n_filters"]
         col = pf.metadata.row_group(0).column(4)
         assert col.path_in_schema == "weights.list.element"
@@ -48,7 +49,7 @@ def test_shards_split_sorted_and_complete(tmp_path):
              for i, (o, c) in enumerate([(8, 3), (16, 8), (32, 16), (5, 32)])]
     layers = extract.layers_of("m", convs)
     n = sum(layer.row["n_filters"] for layer in layers)
-    paths = extract.write_filters(tmp_path / "m", "m", layers, max_rows_per_shard=300, row_group_rows=64)
+    paths = writer.write_filters(tmp_path / "m", "m", layers, max_rows_per_shard=300, row_group_rows=64)
     assert [p.name for p in paths] == [f"m-0000{i}-of-00003.parquet" for i in range(3)]
     t = pq.read_table(paths)  # shards concatenate to every row, sorted by key
     assert t.num_rows == n == 24 + 128 + 512 + 160
@@ -66,7 +67,7 @@ def test_zero_filter_model_gets_an_empty_shard(tmp_path):
     convs = [Conv("seven", np.zeros((4, 4, 7, 7), np.float32), 1, 0)]
     layers = extract.layers_of("m", convs)
     assert layers == []
-    paths = extract.write_filters(tmp_path / "m", "m", layers)
+    paths = writer.write_filters(tmp_path / "m", "m", layers)
     assert pq.ParquetFile(paths[0]).metadata.num_rows == 0
 
 

@@ -72,10 +72,10 @@ def test_onnx_depth_groups_constants_and_exclusions(tmp_path):
 
 
 def test_c_order_rows_match_kernels(tmp_path):
-    from cnn_filter_db import shards
+    from cnn_filter_db.dataset import writer
 
     w = np.arange(4 * 3 * 9, dtype=np.float32).reshape(4, 3, 3, 3)
-    batch = next(shards.filter_batches("m", 7, w, 1000))
+    batch = next(writer.filter_batches("m", 7, w, 1000))
     assert batch.num_rows == 12
     outs = batch.column("out_channel").to_numpy()
     ins = batch.column("in_channel").to_numpy()

@@ -10,9 +10,11 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from cnn_filter_db import card, catalog, load_layer, shards, sources
+from cnn_filter_db import card, catalog, load_layer, sources
+from cnn_filter_db.dataset import schema, writer
+from cnn_filter_db.dataset.manifest import check_manifest, fingerprint
 from cnn_filter_db.license_policy import LicensePolicy, excluded_models
-from cnn_filter_db.release import ReleaseError, build_release, check_manifest, leave_out
+from cnn_filter_db.release import ReleaseError, build_release, leave_out
 
 from conftest import SMALL_MODELS
 
@@ -55,7 +57,7 @@ def test_manifest_matches_files(release):
     paths = {s["path"] for s in manifest["shards"]}
     assert {f"filters/{m}/{m}-00000-of-00001.parquet" for m in SMALL_MODELS} <= paths
     assert {"layers/train-00000-of-00001.parquet", "models/train-00000-of-00001.parquet"} <= paths
-    assert manifest["fingerprint"] == shards.fingerprint(s["sha256"] for s in manifest["shards"])
+    assert manifest["fingerprint"] == fingerprint(s["sha256"] for s in manifest["shards"])
     assert sorted(manifest["models"]) == sorted(SMALL_MODELS)
     assert set(manifest["files"]) == {"README.md", "CITATION.cff"}
     assert manifest["versions"]["cnn-filter-db"] and manifest["versions"]["pyarrow"]
@@ -72,10 +74,14 @@ def test_card_front_matter_matches_schemas(release):
     configs = {c["config_name"]: c for c in meta["configs"]}
     assert configs["filters"]["default"] is True
     assert configs["filters"]["data_files"] == [{"split": "train", "path": "filters/*/*.parquet"}]
-    assert set(configs) == {"filters", "layers", "models"}  # no layer_stats in this release
+    assert set(configs) == {"filters", "layers", "models", "filters_trained"}  # no layer_stats in this release
+    # the trained population: every model but the timm initialisation baseline, a folder each
+    trained = sorted(m for m in SMALL_MODELS if m != "timm-efficientnet_b0-init")
+    assert configs["filters_trained"]["data_files"] == [
+        {"split": "train", "path": [f"filters/{m}/*.parquet" for m in trained]}]
     info = {d["config_name"]: d["features"] for d in meta["dataset_info"]}
     assert {"name": "weights", "list": "float32", "length": 9} in info["filters"]
-    # the YAML features are exactly what datasets derives from the Arrow schemas of shards.py
+    # the YAML features are exactly what datasets derives from the Arrow schemas of dataset/schema.py
     for name, schema in card.SCHEMAS.items():
         assert datasets.Features._from_yaml_list(info[name]) == datasets.Features.from_arrow_schema(schema)
 
@@ -93,6 +99,7 @@ def test_card_body(release):
         line = next(l for l in text.splitlines() if l.startswith(f"| {r['model_id']} |"))
         assert f"| {r['license']} | {r['training_data_license']} |" in line
     assert "| detection | 1 | 250,928 |" in text  # counts per task (nudenet)
+    assert "| initialisation | 1 | 2,720 |" in text  # counts and shares per training kind
     assert "### By visual category" in text and "### By weights format" in text and "### By family" in text
     assert "First release." in text
     assert 'load_dataset("test-org/cnn-filter-db", "models", revision="v0.1.0")' in text
@@ -157,9 +164,9 @@ def test_bad_version_and_schema(copy_release, root):
     rel = copy_release()
     with pytest.raises(ReleaseError, match="not a semantic version"):
         build_release(rel, "v1", PERMISSIVE, root=root)
-    # a layers table whose columns drifted from shards.py is refused, naming the file
+    # a layers table whose columns drifted from dataset/schema.py is refused, naming the file
     layers = pq.read_table(rel / "layers").drop_columns(["conv_kind"])
-    shards.write_table_dir(layers, rel / "layers")
+    writer.write_table(layers, rel, "layers")
     with pytest.raises(ReleaseError, match=r"layers/train-00000-of-00001.parquet: columns"):
         build_release(rel, "0.1.0", PERMISSIVE, root=root)
     assert not (rel / "README.md").exists() and not (rel / "manifest.json").exists()
@@ -177,7 +184,11 @@ def test_load_dataset_local_configs(release):
     models = datasets.load_dataset(str(release), "models", split="train")
     assert sorted(models["model_id"]) == sorted(SMALL_MODELS)
     assert sum(models["n_filters"]) == filters.num_rows == sum(layers["n_filters"])
-    assert set(layers.column_names) == set(shards.LAYERS_SCHEMA.names)
+    assert set(layers.column_names) == set(schema.LAYERS_SCHEMA.names)
+    trained = datasets.load_dataset(str(release), "filters_trained", split="train")
+    assert trained.num_rows == sum(n for m, n, t in zip(models["model_id"], models["n_filters"], models["training"])
+                                   if t != "initialisation")
+    assert "timm-efficientnet_b0-init" not in set(trained.unique("model_id"))
 
 
 def test_load_dataset_streaming_and_pushdown(release):
@@ -240,7 +251,7 @@ def test_layer_stats_config_and_catalog_exclusions(copy_release, root):
     stats = pa.table({"model_id": layers["model_id"], "layer_id": layers["layer_id"],
                       "sparsity": pa.array(np.linspace(0, 1, n), pa.float32()),
                       "is_degenerate": pa.array([i % 2 == 0 for i in range(n)])})
-    shards.write_table_dir(stats, rel / "layer_stats")
+    writer.write_table(stats, rel, "layer_stats")
     # a catalog entry of unknown licence that never reached the release is named in the card too
     craft = catalog.load_entry("easyocr-craft-mlt-25k", root)
     manifest = build_release(rel, "0.1.0", NO_AGPL, root=root, entries=[craft])

@@ -12,7 +12,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from cnn_filter_db import shards
+from cnn_filter_db.dataset import layout, schema, writer
+from cnn_filter_db.dataset import manifest as mf
+from cnn_filter_db.hashing import sha256_file
 from cnn_filter_db.validate import validate_release
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,7 +38,7 @@ def shard_of(release: Path, model_id: str) -> Path:
 def rewrite_shard(path: Path, change) -> None:
     """Read a filter shard, change its rows, write it back with FILTERS_SCHEMA."""
     table = change(pq.read_table(path))
-    pq.write_table(table.cast(shards.FILTERS_SCHEMA), path, **shards.parquet_options(shards.FILTERS_SCHEMA))
+    pq.write_table(table.cast(schema.FILTERS_SCHEMA), path, **schema.parquet_options(schema.FILTERS_SCHEMA))
 
 
 def with_weights(table: pa.Table, weights: np.ndarray) -> pa.Table:
@@ -55,15 +57,15 @@ def key_of(table: pa.Table, row: int) -> tuple[str, int]:
 def rewrite_meta(release: Path, name: str, change) -> None:
     """Change a metadata table (``models`` or ``layers``) through pandas, same schema."""
     (path,) = sorted((release / name).glob("*.parquet"))
-    schema = {"models": shards.MODELS_SCHEMA, "layers": shards.LAYERS_SCHEMA}[name]
+    table_schema = schema.SCHEMAS[name]
     df = pq.read_table(path).to_pandas()
     df = change(df)
-    pq.write_table(pa.Table.from_pandas(df, schema=schema, preserve_index=False), path)
+    pq.write_table(pa.Table.from_pandas(df, schema=table_schema, preserve_index=False), path)
 
 
 def write_manifest(release: Path) -> dict:
-    manifest = shards.build_manifest(release, "0.0.0-test", "0" * 64, {"cnn-filter-db": "test"})
-    shards.write_manifest(release, manifest)
+    manifest = mf.build_manifest(release, "0.0.0-test", "0" * 64, {"cnn-filter-db": "test"})
+    mf.write_manifest(release, manifest)
     return manifest
 
 
@@ -177,7 +179,7 @@ def test_filter_row_of_unknown_layer(copy_release):
     unknown = int(pq.read_table(path).column("layer_id").to_numpy().max()) + 1
 
     def change(t):
-        extra = next(shards.filter_batches(MODEL, unknown, np.ones((1, 1, 3, 3), np.float32), 10))
+        extra = next(writer.filter_batches(MODEL, unknown, np.ones((1, 1, 3, 3), np.float32), 10))
         return pa.concat_tables([t, pa.Table.from_batches([extra])])  # appended: the sort order holds
 
     rewrite_shard(path, change)
@@ -223,7 +225,7 @@ def test_wrong_sha256_in_manifest(copy_release):
     manifest = write_manifest(release)
     entry = next(s for s in manifest["shards"] if s["path"].startswith(f"filters/{MODEL}/"))
     entry["sha256"] = "0" * 64
-    shards.write_manifest(release, manifest)
+    mf.write_manifest(release, manifest)
     result = validate(release)
     assert problems(result) == {("manifest", "sha256_recorded,sha256_actual")}, result.summary()
     assert result.failures[0].examples[0]["path"] == entry["path"]
@@ -319,9 +321,9 @@ def split_shard(release: Path, model_id: str, at: int, overlap: int = 0) -> None
     table = pa.concat_tables([pq.read_table(p) for p in paths])
     for p in paths:
         p.unlink()
-    opts = shards.parquet_options(shards.FILTERS_SCHEMA)
+    opts = schema.parquet_options(schema.FILTERS_SCHEMA)
     for i, part in enumerate([table.slice(0, at), table.slice(at - overlap)]):
-        pq.write_table(part.cast(shards.FILTERS_SCHEMA), folder / shards.shard_name(model_id, i, 2), **opts)
+        pq.write_table(part.cast(schema.FILTERS_SCHEMA), folder / layout.shard_name(model_id, i, 2), **opts)
 
 
 def test_order_runs_on_across_shards(copy_release):
@@ -365,13 +367,13 @@ def test_release_stage_checks_the_manifest_only(copy_release, tmp_path):
         validate(release, tables=["manifest"], require_manifest=True)
     manifest = write_manifest(release)
     manifest["fingerprint"] = "f" * 64
-    shards.write_manifest(release, manifest)
+    mf.write_manifest(release, manifest)
     reports = tmp_path / "reports"
     result = validate(release, reports_dir=reports, tables=["manifest"], require_manifest=True,
                       params={"data_docs": False})
     assert list(result.tables) == ["manifest"]
     assert problems(result) == {("manifest", "fingerprint_recorded")}, result.summary()
-    recomputed = shards.fingerprint(shards.sha256_file(p) for p in shards.list_shards(release))
+    recomputed = mf.fingerprint(sha256_file(p) for p in layout.list_shards(release))
     assert f"observed [\"{'f' * 64}\"]" in result.summary() and recomputed in result.summary()
     assert sorted(p.name for p in reports.iterdir()) == ["manifest.json", "metrics.json"]
 

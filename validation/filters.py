@@ -1,8 +1,8 @@
 """Expectations on the ``filters`` table, run on its per-layer summary.
 
 A billion filters do not fit a pandas frame, so ``cnn_filter_db.filter_scan`` reads every
-shard once, row group by row group, and reduces it to one row a (model_id, layer_id): every
-layer of ``layers`` plus every layer the shards hold. The columns these expectations read:
+shard once, batch by batch (``cnn_filter_db.dataset.runs``), and reduces it to one row a
+(model_id, layer_id): every layer of ``layers`` plus every layer the shards hold. The columns these expectations read:
 
 - ``in_layers``: the (model_id, layer_id) is a row of ``layers``;
 - ``malformed_rows``: rows of shards whose schema is not FILTERS_SCHEMA (9 float32 a row);

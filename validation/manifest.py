@@ -5,7 +5,7 @@ Columns: ``path`` (relative to the release folder), ``listed`` (in the manifest)
 ``rows_actual`` (from the Parquet footer), ``fingerprint_recorded`` (the manifest's).
 
 Expectation parameter: ``fingerprint_recomputed``, the fingerprint over the sha256 of the
-shards on disk (``cnn_filter_db.shards.fingerprint``).
+shards on disk (``cnn_filter_db.dataset.manifest.fingerprint``).
 
 This suite checks the manifest against the files only; the content of the shards is the
 other suites' business, so a shard whose manifest entry was updated to match it still

@@ -10,7 +10,7 @@ import great_expectations.expectations as gxe
 
 from cnn_filter_db.catalog import VOCABULARY_FIELDS
 from cnn_filter_db.config import MODEL_ID_PATTERN
-from cnn_filter_db.shards import MODELS_SCHEMA
+from cnn_filter_db.dataset.schema import MODELS_SCHEMA
 
 #: The columns that name an offending row in reports.
 KEYS = ["model_id"]

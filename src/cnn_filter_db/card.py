@@ -2,7 +2,7 @@
 ``dataset_card.md`` at the repository root.
 
 The YAML front matter is built here: ``configs`` from ``config.RELEASE_CONFIGS`` and
-``dataset_info`` features from the Arrow schemas of :mod:`cnn_filter_db.shards` (the one
+``dataset_info`` features from the Arrow schemas of :mod:`cnn_filter_db.dataset.schema` (the one
 source of truth for columns). The template holds the prose, with ``$name`` placeholders
 (:class:`string.Template`; write ``$$`` for a literal dollar).
 """
@@ -12,10 +12,13 @@ from collections import defaultdict
 from string import Template
 from typing import Iterable, Mapping
 
+import pandas as pd
 import pyarrow as pa
 import yaml
 
-from . import config, shards
+from . import config
+from .analysis.population import trained_model_ids
+from .dataset.schema import FILTERS_SCHEMA, LAYERS_SCHEMA, MODELS_SCHEMA
 
 PRETTY_NAME = "CNN Filter DB"
 DEFAULT_REPO_ID = "ORG/cnn-filter-db"  # shown in snippets until release.hub_repo_id is set
@@ -31,7 +34,7 @@ PAPER = {
 }
 
 #: Schema of each config whose columns this package defines (layer_stats: read from its file).
-SCHEMAS = {"filters": shards.FILTERS_SCHEMA, "layers": shards.LAYERS_SCHEMA, "models": shards.MODELS_SCHEMA}
+SCHEMAS = {"filters": FILTERS_SCHEMA, "layers": LAYERS_SCHEMA, "models": MODELS_SCHEMA}
 
 _SIZE_CATEGORIES = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
                     (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M"), (1_000_000_000, "100M<n<1B"),
@@ -77,8 +80,13 @@ def size_category(n: int) -> str:
     return "n>1T"
 
 
-def front_matter(n_filters: int, schemas: Mapping[str, pa.Schema]) -> dict:
-    """The card's YAML metadata for the configs present (``schemas``: config -> schema)."""
+#: The config of the trained population's filters (one ``data_files`` entry a model folder).
+TRAINED_FILTERS_CONFIG = "filters_trained"
+
+
+def front_matter(n_filters: int, schemas: Mapping[str, pa.Schema], trained_models: list[str] | None = None) -> dict:
+    """The card's YAML metadata for the configs present (``schemas``: config -> schema), and
+    the ``filters_trained`` config when ``trained_models`` lists the trained population."""
     configs = []
     for name, glob in config.RELEASE_CONFIGS.items():
         if name not in schemas:
@@ -88,6 +96,9 @@ def front_matter(n_filters: int, schemas: Mapping[str, pa.Schema]) -> dict:
             cfg["default"] = True
         cfg["data_files"] = [{"split": "train", "path": glob}]
         configs.append(cfg)
+    if trained_models and "filters" in schemas:
+        configs.append({"config_name": TRAINED_FILTERS_CONFIG, "data_files": [
+            {"split": "train", "path": [f"filters/{m}/*.parquet" for m in trained_models]}]})
     return {
         "license": config.DATASET_LICENSE,
         "pretty_name": PRETTY_NAME,
@@ -95,7 +106,8 @@ def front_matter(n_filters: int, schemas: Mapping[str, pa.Schema]) -> dict:
         "task_categories": TASK_CATEGORIES,
         "tags": TAGS,
         "configs": configs,
-        "dataset_info": [{"config_name": c["config_name"], "features": features(schemas[c["config_name"]])}
+        "dataset_info": [{"config_name": c["config_name"],
+                          "features": features(schemas[c["config_name"] if c["config_name"] in schemas else "filters"])}
                          for c in configs],
     }
 
@@ -112,13 +124,18 @@ def md_table(header: list[str], rows: Iterable[Iterable]) -> str:
     return "\n".join(lines)
 
 
-def counts_table(models: list[Mapping], key: str) -> str:
-    """Models and filters per value of ``key`` (task, visual_category, format, family)."""
+def counts_table(models: list[Mapping], key: str, share: bool = False) -> str:
+    """Models and filters per value of ``key`` (task, visual_category, format, family), and
+    with ``share`` each value's share of the filters."""
     n_models, n_filters = defaultdict(int), defaultdict(int)
     for row in models:
         n_models[row[key]] += 1
         n_filters[row[key]] += int(row["n_filters"])
     order = sorted(n_models, key=lambda v: (-n_filters[v], str(v)))
+    total = sum(n_filters.values()) or 1
+    if share:
+        return md_table([key, "models", "filters", "share of filters"],
+                        ([v, n_models[v], f"{n_filters[v]:,}", f"{100 * n_filters[v] / total:.1f} %"] for v in order))
     return md_table([key, "models", "filters"], ([v, n_models[v], f"{n_filters[v]:,}"] for v in order))
 
 
@@ -235,7 +252,8 @@ def render(template: str, *, manifest: Mapping, models: list[Mapping], schemas: 
     repo_id = repo_id or DEFAULT_REPO_ID
     n_filters = sum(int(r["n_filters"]) for r in models)
     n_layers = sum(int(r["n_layers"]) for r in models)
-    meta = front_matter(n_filters, schemas)
+    trained = trained_model_ids(pd.DataFrame(list(models))) if models and "training" in models[0] else []
+    meta = front_matter(n_filters, schemas, trained)
     values = {
         "version": manifest["version"],
         "fingerprint": manifest["fingerprint"],
@@ -249,6 +267,7 @@ def render(template: str, *, manifest: Mapping, models: list[Mapping], schemas: 
         "counts_visual_category": counts_table(models, "visual_category"),
         "counts_format": counts_table(models, "format"),
         "counts_family": counts_table(models, "family"),
+        "counts_training": counts_table(models, "training", share=True) if models and "training" in models[0] else "",
         "models_table": models_table(models),
         "excluded": excluded_text(excluded),
         "changelog": changelog(manifest, previous),

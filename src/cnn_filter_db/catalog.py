@@ -81,6 +81,15 @@ class TimmSource(_Strict):
     seed: int = 0
 
 
+class TorchvisionSource(_Strict):
+    """A torchvision weights enum (``ResNet50_Weights.IMAGENET1K_V2``): downloaded from its
+    URL online; the file's sha256 is pinned in catalog/lock.yaml on first build."""
+
+    kind: Literal["torchvision"]
+    builder: str = Field(description="torchvision.models.get_model name, e.g. resnet50")
+    weights: str = Field(pattern=r"^[A-Za-z0-9_]+_Weights\.[A-Z0-9_]+$", description="e.g. ResNet50_Weights.IMAGENET1K_V2")
+
+
 class TrainSource(_Strict):
     """A model the pipeline trains from a recipe (see cnn_filter_db.train)."""
 
@@ -90,7 +99,14 @@ class TrainSource(_Strict):
         default_factory=dict, description="profile -> the checkpoint it must give on a CPU (checked on every build)")
 
 
-Source = Annotated[Union[PypiSource, UrlSource, HfSource, TimmSource, TrainSource], Field(discriminator="kind")]
+Source = Annotated[Union[PypiSource, UrlSource, HfSource, TimmSource, TorchvisionSource, TrainSource], Field(discriminator="kind")]
+
+
+class Expected3x3(_Strict):
+    """The 3x3 conv counts of the architecture, counted without weights when the entry was generated."""
+
+    layers: int = Field(ge=1)
+    filters: int = Field(ge=1)
 
 
 class Entry(_Strict):
@@ -98,6 +114,8 @@ class Entry(_Strict):
 
     model_id: str = Field(pattern=config.MODEL_ID_PATTERN)
     name: str = Field(min_length=1)
+    set: str = Field(default=config.DEFAULT_SET, pattern=config.SET_NAME_PATTERN,
+                     description="the catalog set the entry belongs to; params.yaml catalog.sets selects what is built")
     source: Source
     format: str = Field(description="weights format (vocabulary: format)")
     architecture: str = Field(min_length=1)
@@ -115,8 +133,14 @@ class Entry(_Strict):
     accuracy_split: str | None = None
     homepage: str | None = None
     notes: str | None = None
+    expected_3x3: Expected3x3 | None = Field(
+        default=None, description="3x3 layer and filter counts the weights must have (generated entries)")
     conv_kind_overrides: dict[str, Literal["dense", "grouped", "depthwise"]] = Field(
         default_factory=dict, description="layer name -> conv_kind, where the format's facts mislead")
+    keras_layer_classes: dict[str, Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9]{0,63}$")]] = Field(
+        default_factory=dict, description="Keras layer name or group path -> layer class (Conv2D, DepthwiseConv2D, "
+                                          "SeparableConv2D, Conv2DTranspose, ... or skip), for layers of a file "
+                                          "without config whose names do not tell their class")
 
     @model_validator(mode="after")
     def _consistent(self):
@@ -166,7 +190,7 @@ def parse_entry(path: Path, root: Path = Path(".")) -> Entry:
         for err in exc.errors():
             loc = ".".join(str(x) for x in err["loc"] if not str(x).startswith("function-after")) or "-"
             # a discriminated union adds the tag to the location; drop it for readability
-            loc = re.sub(r"^source\.(pypi|url|hf|timm|train)\.", "source.", loc)
+            loc = re.sub(r"^source\.(pypi|url|hf|timm|torchvision|train)\.", "source.", loc)
             msg = err["msg"]
             if err["type"] == "extra_forbidden":
                 msg = "unknown field (not in catalog/schema.json)"
@@ -226,7 +250,8 @@ def catalog_sha256(root: Path = Path(".")) -> str:
 # --------------------------------------------------------------------------- index
 
 def render_index(root: Path = Path(".")) -> str:
-    """The generated index: the model ids the per-model DVC stages run over.
+    """The generated index: the model ids the per-model DVC stages run over, and the members
+    of every other catalog set (built by one stage a set when params.yaml selects the set).
 
     Models whose weights licence the release policy (``release`` group of params.yaml)
     does not allow are listed under ``excluded`` with the reason, and are not built.
@@ -234,14 +259,15 @@ def render_index(root: Path = Path(".")) -> str:
     from .license_policy import LicensePolicy, excluded_models
     from .params import load_params
 
-    rows, trained = [], set()
+    rows, trained, set_of = [], set(), {}
     for path in entry_files(root):
         try:
-            data = yaml.safe_load(path.read_text())
+            data = yaml.load(path.read_text(), Loader=_YAML_LOADER)
         except yaml.YAMLError:
             data = None  # reported by validate; the index keeps the id
         data = data if isinstance(data, dict) else {}
         rows.append({"model_id": path.stem, "license": data.get("license")})
+        set_of[path.stem] = str(data.get("set") or config.DEFAULT_SET)
         if isinstance(data.get("source"), dict) and data["source"].get("kind") == "train":
             trained.add(path.stem)
     excluded: dict[str, str] = {}
@@ -249,20 +275,58 @@ def render_index(root: Path = Path(".")) -> str:
     if release.get("redistributable_licenses") is not None:
         excluded = excluded_models(rows, LicensePolicy.from_params(release))
     kept = [r["model_id"] for r in rows if r["model_id"] not in excluded]
+    default = [i for i in kept if set_of[i] == config.DEFAULT_SET]
     # models the pipeline trains have stages of their own (training deps, params and reports)
-    doc = {"models": [i for i in kept if i not in trained], "trained": [i for i in kept if i in trained]}
+    doc = {"models": [i for i in default if i not in trained], "trained": [i for i in default if i in trained]}
+    sets: dict[str, list[str]] = {}
+    for i in kept:
+        if set_of[i] != config.DEFAULT_SET:
+            sets.setdefault(set_of[i], []).append(i)
+    doc["sets"] = dict(sorted(sets.items()))
     if excluded:
         doc["excluded"] = excluded
     return ("# Generated by `cnn-filter-db catalog index` from catalog/models/ and the licence policy\n"
-            "# of params.yaml (release group); do not edit. Drives the per-model DVC stages.\n"
+            "# of params.yaml (release group); do not edit. Drives the per-model DVC stages (set `default`)\n"
+            "# and, for the sets params.yaml catalog.sets selects, one stage a set.\n"
             + yaml.safe_dump(doc, sort_keys=False, width=1000))
 
 
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def selected_sets(root: Path = Path(".")) -> list[str]:
+    """The catalog sets params.yaml (``catalog.sets``) selects; ``[default]`` when unset."""
+    from .params import load_params
+
+    sets = load_params("catalog", root).get("sets", [config.DEFAULT_SET])
+    if not isinstance(sets, list) or not all(isinstance(x, str) and re.match(config.SET_NAME_PATTERN, x) for x in sets):
+        raise CatalogError([("params.yaml", "catalog.sets", f"expected a list of set names, got {sets!r}")])
+    if config.DEFAULT_SET not in sets:
+        raise CatalogError([("params.yaml", "catalog.sets", f"must include {config.DEFAULT_SET!r} (the offline set, "
+                                                            f"one DVC stage a model), got {sets!r}")])
+    return sets
+
+
 def index_models(root: Path = Path(".")) -> list[str]:
-    """The model ids of the generated index (the ones the pipeline builds, trained ones last)."""
+    """The model ids the pipeline builds: the default set (trained ones last), then the
+    members of every other set params.yaml selects."""
     path = Path(root) / config.INDEX_FILE
-    doc = yaml.safe_load(path.read_text()) or {}
-    return list(doc.get("models") or []) + list(doc.get("trained") or [])
+    doc = yaml.load(path.read_text(), Loader=_YAML_LOADER) or {}
+    ids = list(doc.get("models") or []) + list(doc.get("trained") or [])
+    for name in selected_sets(root):
+        if name != config.DEFAULT_SET:
+            ids.extend((doc.get("sets") or {}).get(name) or [])
+    return ids
+
+
+def set_members(name: str, root: Path = Path(".")) -> list[str]:
+    """The model ids of one non-default set, as the index lists them."""
+    doc = yaml.load((Path(root) / config.INDEX_FILE).read_text(), Loader=_YAML_LOADER) or {}
+    sets = doc.get("sets") or {}
+    if name not in sets:
+        raise CatalogError([(str(config.INDEX_FILE), "sets", f"has no set {name!r} (sets: "
+                                                             f"{', '.join(sorted(sets)) or 'none'})")])
+    return list(sets[name])
 
 
 def write_index(root: Path = Path(".")) -> Path:
@@ -276,6 +340,10 @@ def write_index(root: Path = Path(".")) -> Path:
 def check_index(root: Path = Path(".")) -> list[tuple[str, str, str]]:
     path = Path(root) / config.INDEX_FILE
     current = path.read_text() if path.exists() else ""
+    try:
+        selected_sets(root)
+    except CatalogError as exc:
+        return exc.problems
     if current != render_index(root):
         return [(str(config.INDEX_FILE), "models",
                  f"does not match {config.MODELS_DIR}/ and the licence policy of params.yaml; "

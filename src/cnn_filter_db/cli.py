@@ -72,6 +72,35 @@ def cmd_catalog_check(args) -> int:
     return 1 if problems or any(c.problems for c in checked) else 0
 
 
+# --------------------------------------------------------------------------- catalog sets, zoo, lock
+
+def cmd_catalog_generate(args) -> int:
+    from .zoo.generate import generate
+
+    r = generate(args.registry, args.root, pattern=args.pattern)
+    done = ", ".join(f"{n} {k}" for k, n in sorted(r.outcomes.items())) or "nothing"
+    print(f"{args.registry}: {done}; {len(r.skipped)} weights without an entry; {r.seconds:.0f} s")
+    for path in r.refused:
+        print(f"{path}: -: edited since it was generated; not overwritten (remove its first line to own it, "
+              "or delete the file to regenerate it)", file=sys.stderr)
+    if args.skipped:
+        for mid, why in sorted(r.skipped.items()):
+            print(f"skipped {mid}: {why}")
+    return 1 if r.refused else 0
+
+
+def cmd_catalog_lock(args) -> int:
+    from .catalog_lock import lock_status
+
+    unlocked, stale = lock_status(args.root)
+    for mid in unlocked:
+        print(f"unlocked {mid}")
+    for mid, why in stale:
+        print(f"stale {mid}: {why}", file=sys.stderr)
+    print(f"lock: {len(unlocked)} unlocked, {len(stale)} stale")
+    return 1 if stale else 0
+
+
 # --------------------------------------------------------------------------- build
 
 def _extract_options(root: Path) -> dict:
@@ -117,6 +146,18 @@ def _train_options(root: Path) -> dict:
     return p
 
 
+def cmd_extract_set(args) -> int:
+    from .set_build import build_set
+
+    def progress(model_id, what):
+        if not args.quiet:
+            print(f"{model_id}: {what}", flush=True)
+
+    s = build_set(args.set, args.root, args.release_dir, args.meta_dir, _extract_options(args.root), progress)
+    print(f"set {args.set}: {len(s['models'])} models" + (f", {s['n_filters']:,} filters" if "n_filters" in s else ""))
+    return 0
+
+
 def cmd_fetch(args) -> int:
     from tqdm import tqdm
 
@@ -153,12 +194,13 @@ def cmd_release(args) -> int:
 
 def _build_release(args, params: dict, version: str) -> int:
     """The DVC release stage: licence policy, manifest, card and citation."""
-    from .catalog import load_catalog
+    from .catalog import load_catalog, selected_sets
     from .release import build_release
 
     previous = args.previous or params.get("previous_manifest")
+    sets = set(selected_sets(args.root))  # entries of sets not built are not "left out" of this release
     manifest = build_release(args.release_dir, version, params, previous=previous, root=args.root,
-                             entries=load_catalog(args.root), prune=False)
+                             entries=[e for e in load_catalog(args.root) if e.set in sets], prune=False)
     rows = sum(s["rows"] for s in manifest["shards"])
     print(f"release {version}: {len(manifest['shards'])} shards, {rows:,} rows, "
           f"fingerprint {manifest['fingerprint']}")
@@ -188,7 +230,7 @@ def cmd_validate(args) -> int:
 
 
 def cmd_analyze(args) -> int:
-    from .analysis import analyze
+    from .analysis.pipeline import analyze
 
     params = load_params("analyze", args.root)
     for key in ("engine", "scheduler"):
@@ -207,8 +249,8 @@ def _cut_release(args, version: str) -> int:
     import json
     import subprocess
 
+    from .dataset.manifest import check_manifest, read_manifest
     from .git_tag import check_taggable, tag_release
-    from .release import check_manifest
 
     check_taggable(args.root, version)  # clean, committed tree; tag free
     status = subprocess.run(["dvc", "status", "--json"], cwd=args.root, capture_output=True, text=True)
@@ -221,7 +263,7 @@ def _cut_release(args, version: str) -> int:
     problems = check_manifest(args.release_dir)
     if problems:
         raise CnnFilterDbError("the release folder does not match its manifest:\n" + "\n".join(problems))
-    manifest = json.loads((args.release_dir / "manifest.json").read_text())
+    manifest = read_manifest(args.release_dir).model_dump()
     if manifest["version"] != version:
         raise CnnFilterDbError(f"manifest.json is version {manifest['version']}, params say {version}: run `dvc repro`")
     push = subprocess.run(["dvc", "push"], cwd=args.root, capture_output=True, text=True)
@@ -256,7 +298,7 @@ def cmd_import_original(args) -> int:
 
     r = import_original(Path(args.path), args.sha256, args.root, models=args.model or None,
                         unknown_labels="fallback" if args.fallback_labels else "error",
-                        force=args.force, progress=True)
+                        force=args.force, progress=True, entries_only=args.entries_only, source_url=args.url)
     for m in r.skipped:
         print(f"kept existing entry {m} (use --force)")
     for orig, problem in r.failed:
@@ -288,6 +330,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="overwrite an existing entry")
     p.add_argument("--cache-dir", type=Path, default=None)
     p.set_defaults(func=cmd_catalog_add)
+    p = catsub.add_parser("generate", help="write one entry per pretrained weight of a model registry")
+    p.add_argument("registry", choices=["timm", "torchvision"])
+    p.add_argument("--pattern", default="*", help="timm model name pattern (default: all)")
+    p.add_argument("--skipped", action="store_true", help="list the weights left out and why")
+    p.set_defaults(func=cmd_catalog_generate)
+    p = catsub.add_parser("lock", help="weight pins of generated entries (catalog/lock.yaml)")
+    p.add_argument("--check", action="store_true", help="list unlocked and stale entries; exit 1 on stale ones")
+    p.set_defaults(func=cmd_catalog_lock)
     p = catsub.add_parser("check", help="check changed entries end to end; print a Markdown report")
     p.add_argument("--changed-since", metavar="REV", default=None,
                    help="only entries added or changed since this git revision (default: all)")
@@ -307,6 +357,12 @@ def build_parser() -> argparse.ArgumentParser:
     build_args(p)
     p.set_defaults(func=cmd_extract)
 
+    p = sub.add_parser("extract-set", help="extract the new or changed models of one catalog set (a DVC stage)")
+    p.add_argument("set", metavar="SET")
+    p.add_argument("--quiet", action="store_true")
+    build_args(p)
+    p.set_defaults(func=cmd_extract_set)
+
     p = sub.add_parser("fetch", help="download the catalog's weight files into the cache")
     p.add_argument("model_ids", nargs="*", metavar="MODEL_ID")
     p.add_argument("--cache-dir", type=Path, default=None)
@@ -322,6 +378,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fallback-labels", action="store_true",
                    help="map labels missing from the vocabulary to 'other'/'unknown' instead of stopping")
     p.add_argument("--force", action="store_true", help="overwrite existing entries")
+    p.add_argument("--entries-only", action="store_true",
+                   help="write only the catalog entries (set original-v1), for `dvc repro` to extract")
+    p.add_argument("--url", default=None,
+                   help="URL the entries name for the file (default: its file:// URL), e.g. the Zenodo download")
     p.set_defaults(func=cmd_import_original)
 
     p = sub.add_parser("gather", help="write the layers and models tables from extracted metadata")

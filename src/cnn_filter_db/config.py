@@ -19,6 +19,11 @@ TRUSTED_PICKLE_ENV = "CNN_FILTER_DB_TRUSTED_PICKLE_SHA256"
 CATALOG_DIR = Path("catalog")
 MODELS_DIR = CATALOG_DIR / "models"
 INDEX_FILE = CATALOG_DIR / "index.yaml"
+LOCK_FILE = CATALOG_DIR / "lock.yaml"  # weight pins of generated entries, recorded on first build
+
+#: Catalog sets: every entry belongs to one; params.yaml ``catalog.sets`` selects what is built.
+DEFAULT_SET = "default"  # the offline set: one DVC stage a model
+SET_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,40}$"
 VOCABULARY_FILE = CATALOG_DIR / "vocabulary.yaml"
 SCHEMA_FILE = CATALOG_DIR / "schema.json"
 

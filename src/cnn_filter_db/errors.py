@@ -24,3 +24,11 @@ class FormatError(CnnFilterDbError):
 
 class AnalysisError(CnnFilterDbError):
     """A release cannot be analysed: tables disagree, rows are missing, or a param is wrong."""
+
+
+class ReleaseError(CnnFilterDbError):
+    """A release folder is incomplete, or does not match its manifest."""
+
+
+class IntegrityError(ReleaseError):
+    """A shard's bytes are not the bytes written: a page checksum or the manifest's sha256 differs."""

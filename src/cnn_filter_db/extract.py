@@ -3,28 +3,19 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from . import config, shards
-from .atomic import atomic_dir
+from . import config
+from .analysis.population import model_labels
 from .catalog import Entry, entry_path
-from .hashing import sha256_file
+from .dataset import layout, writer
+from .dataset.writer import Layer
 from .errors import CnnFilterDbError, FormatError
 from .formats.base import Conv
-
-
-@dataclass
-class Layer:
-    """One 3x3 conv layer: its row of the ``layers`` table and its weights."""
-
-    row: dict
-    weight: np.ndarray
+from .hashing import sha256_file
 
 
 def conv_kind(conv: Conv, is_first: bool, overrides: dict[str, str]) -> str:
@@ -78,31 +69,13 @@ def layers_of(model_id: str, convs: list[Conv], overrides: dict[str, str] | None
     return layers
 
 
-def write_filters(directory: Path, model_id: str, layers: Iterable[Layer], progress=None,
-                  max_rows_per_shard: int = config.MAX_ROWS_PER_SHARD,
-                  row_group_rows: int = config.ROW_GROUP_ROWS, n_rows: int | None = None) -> list[Path]:
-    """Write the filters of ``layers`` into ``directory`` (replaced whole, atomically).
-
-    ``layers`` may be a generator (pass ``n_rows``, which fixes the shard count up front):
-    only one layer and one row group are held at a time.
-    """
-    if n_rows is None:
-        layers = list(layers)
-        n_rows = sum(layer.row["n_filters"] for layer in layers)
-    with atomic_dir(directory) as tmp:
-        names = _write_shards(tmp, model_id, layers, n_rows, progress, max_rows_per_shard, row_group_rows)
-    return [Path(directory) / n for n in names]
-
-
-def _write_shards(folder: Path, model_id: str, layers: Iterable[Layer], n_rows: int, progress,
-                  max_rows_per_shard: int, row_group_rows: int) -> list[str]:
-    writer = shards.FilterShardWriter(folder, model_id, n_rows, max_rows_per_shard, row_group_rows)
-    for layer in layers:
-        for batch in shards.filter_batches(model_id, layer.row["layer_id"], layer.weight, row_group_rows):
-            writer.write(batch)
-        if progress is not None:
-            progress.update(layer.row["n_filters"])
-    return [p.name for p in writer.close()]
+def check_expected(entry: Entry, layers: list[Layer]) -> None:
+    """A generated entry states the 3x3 counts of its architecture; the weights must agree."""
+    want = entry.expected_3x3
+    got = (len(layers), sum(layer.row["n_filters"] for layer in layers))
+    if want is not None and got != (want.layers, want.filters):
+        raise FormatError(f"{entry.model_id}: the weights hold {got[0]} 3x3 layers / {got[1]:,} filters, the entry's "
+                          f"expected_3x3 says {want.layers} / {want.filters:,}")
 
 
 def model_row(entry: Entry, loaded, layers: list[Layer], root: Path = Path(".")) -> dict:
@@ -120,6 +93,7 @@ def model_row(entry: Entry, loaded, layers: list[Layer], root: Path = Path("."))
         "training_dataset": loaded.training_dataset or entry.training_dataset,  # a training profile may change it
         "pretraining_dataset": entry.pretraining_dataset,
         "trained": entry.trained,
+        **model_labels(entry.trained, entry.source.kind, _measurable(layers), loaded.training_steps),
         "license": entry.license,
         "training_data_license": entry.training_data_license,
         "paper": entry.paper,
@@ -134,10 +108,10 @@ def model_row(entry: Entry, loaded, layers: list[Layer], root: Path = Path("."))
     }
 
 
-def _write_meta(folder: Path, model: dict, layer_rows: list[dict]) -> None:
-    """The model's rows of the ``models`` and ``layers`` tables, gathered later."""
-    pq.write_table(pa.Table.from_pylist([model], schema=shards.MODELS_SCHEMA), folder / "model.parquet")
-    pq.write_table(pa.Table.from_pylist(layer_rows, schema=shards.LAYERS_SCHEMA), folder / "layers.parquet")
+def _measurable(layers: list[Layer]) -> list[np.ndarray]:
+    """The layers' weights, unless they are zero-stride shells (import_original streams the
+    weights later; then the random-like share is null)."""
+    return [layer.weight for layer in layers if any(layer.weight.strides)]
 
 
 def extract_model(entry: Entry, release_dir: Path = config.RELEASE_DIR, meta_dir: Path = config.META_DIR,
@@ -154,26 +128,15 @@ def extract_model(entry: Entry, release_dir: Path = config.RELEASE_DIR, meta_dir
 
     from . import sources
 
-    loaded = sources.load(entry, cache_dir=cache_dir, **(source_options or {}))
+    loaded = sources.load(entry, cache_dir=cache_dir, root=root, **(source_options or {}))
     layers = layers_of(entry.model_id, loaded.convs.convs, dict(entry.conv_kind_overrides))
+    check_expected(entry, layers)
     model = model_row(entry, loaded, layers, root)
-    filters_dir = Path(release_dir) / "filters" / entry.model_id
-    meta_out = Path(meta_dir) / entry.model_id
     with tqdm(total=model["n_filters"], unit="filter", unit_scale=True, desc=f"extract {entry.model_id}",
               disable=not progress, leave=False) as bar:
-        write_model(filters_dir, meta_out, model, [layer.row for layer in layers], layers, bar,
-                    max_rows_per_shard, row_group_rows)
+        writer.write_model(release_dir, meta_dir, model, [layer.row for layer in layers], layers, bar,
+                           max_rows_per_shard, row_group_rows)
     return model
-
-
-def write_model(filters_dir: Path, meta_dir: Path, model: dict, layer_rows: list[dict],
-                layers: Iterable[Layer], progress=None, max_rows_per_shard: int = config.MAX_ROWS_PER_SHARD,
-                row_group_rows: int = config.ROW_GROUP_ROWS) -> None:
-    """A model's filter shards and metadata rows, both written under temporary names and
-    renamed only when both are complete. ``layers`` (rows and weights) may be a generator."""
-    with atomic_dir(filters_dir) as ftmp, atomic_dir(meta_dir) as mtmp:
-        _write_shards(ftmp, model["model_id"], layers, model["n_filters"], progress, max_rows_per_shard, row_group_rows)
-        _write_meta(mtmp, model, layer_rows)
 
 
 def gather(meta_dir: Path = config.META_DIR, release_dir: Path = config.RELEASE_DIR,
@@ -184,20 +147,19 @@ def gather(meta_dir: Path = config.META_DIR, release_dir: Path = config.RELEASE_
     in ``model_ids`` (DVC leaves the outputs of a removed ``foreach`` item in place).
     """
     meta_dir, release_dir = Path(meta_dir), Path(release_dir)
-    ids = model_ids if model_ids is not None else sorted(p.name for p in meta_dir.iterdir() if p.is_dir())
+    present = writer.meta_models(meta_dir)
+    ids = model_ids if model_ids is not None else present
     if not ids:
         raise CnnFilterDbError(f"{config.INDEX_FILE}: no models to gather")
-    missing = [m for m in ids if not (meta_dir / m / "model.parquet").exists()]
+    missing = sorted(set(ids) - set(present))
     if missing:
         raise CnnFilterDbError(f"{meta_dir}: no extracted metadata for {missing}; run the extract stage first")
-    models = pa.concat_tables([pq.read_table(meta_dir / m / "model.parquet", schema=shards.MODELS_SCHEMA) for m in sorted(ids)])
-    layers = pa.concat_tables([pq.read_table(meta_dir / m / "layers.parquet", schema=shards.LAYERS_SCHEMA) for m in sorted(ids)])
+    models, layers = writer.read_meta(meta_dir, ids)
     if prune_orphans:
-        for folder in (release_dir / "filters", meta_dir):
-            if folder.exists():
-                for orphan in folder.iterdir():
-                    if orphan.is_dir() and not orphan.name.startswith(".") and orphan.name not in ids:
-                        shutil.rmtree(orphan)
-    shards.write_table_dir(models, release_dir / "models")
-    shards.write_table_dir(layers, release_dir / "layers")
+        orphans = [layout.model_dir(release_dir, m) for m in layout.filter_models(release_dir) if m not in ids]
+        orphans += [meta_dir / m for m in present if m not in ids]
+        for orphan in orphans:
+            shutil.rmtree(orphan)
+    writer.write_table(models, release_dir, "models")
+    writer.write_table(layers, release_dir, "layers")
     return models, layers

@@ -2,8 +2,9 @@
 
 Great Expectations on a pandas frame of every filter does not fit in memory for a billion
 filters, so the ``filters`` suite runs on this per-layer summary instead. The pass reads
-row group by row group, in batches of BATCH_ROWS rows: memory is bounded by the row-group
-size, not by the number of filters, and nothing here reads the manifest.
+shard by shard through ``dataset.runs.iter_runs`` (batches of ``batch_rows`` rows cut into
+(model, layer) runs): memory is bounded by a few batches, not by the number of filters, and
+nothing here reads the manifest.
 
 Within a model, rows are sorted by (layer_id, out_channel, in_channel) (SPEC.md section
 4), so uniqueness and completeness are checked by comparing each row with the previous
@@ -20,11 +21,11 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from .errors import FormatError
-from .shards import FILTERS_SCHEMA
+from .dataset import layout
+from .dataset.reader import shard_schema
+from .dataset.runs import BATCH_ROWS, RunBatch, iter_runs
+from .dataset.schema import FILTERS_SCHEMA
 
 #: Per-layer counters, in the order they are kept.
 COUNTS = ("rows", "non_finite", "duplicate_keys", "unordered_keys", "out_of_range_keys",
@@ -34,15 +35,7 @@ EXTREMA = ("max_abs", "out_channel_min", "out_channel_max", "in_channel_min", "i
 _MAX = {"max_abs", "out_channel_max", "in_channel_max"}
 
 Key = tuple[str, int]
-
-#: Rows decoded at a time. The reader goes row group by row group; a slice of a row group
-#: keeps the numpy temporaries (a dozen arrays a row) small and in cache.
-BATCH_ROWS = 1 << 18
-
-
-def _ints(column: pa.ChunkedArray) -> np.ndarray:
-    """An integer key column as int64 (nulls, possible only in a malformed shard, as -1)."""
-    return pc.fill_null(column, -1).to_numpy().astype(np.int64, copy=False)
+_KEY_COLUMNS = ["model_id", "layer_id", "out_channel", "in_channel"]
 
 
 _ONES9 = np.ones(9, dtype=np.float32)
@@ -128,7 +121,7 @@ class FilterScan:
         the sort order runs on from one shard into the next."""
         directory = Path(directory)
         prev = None
-        for path in sorted(directory.glob("*.parquet")):
+        for path in layout.model_shards(directory.parent.parent, directory.name):
             prev = self.add_shard(path, directory.name, prev)
         return self
 
@@ -138,51 +131,32 @@ class FilterScan:
         A shard whose schema is not FILTERS_SCHEMA still has its keys checked, but all its
         rows count as malformed and their weights are not read.
         """
-        path = Path(path)
-        try:
-            well_formed = pq.read_schema(path).remove_metadata().equals(FILTERS_SCHEMA)
-            pf = pq.ParquetFile(path, read_dictionary=["model_id"])
-        except (OSError, pa.ArrowException) as exc:
-            raise FormatError(f"{path}: not a readable Parquet file: {exc}") from exc
-        missing = {"model_id", "layer_id", "out_channel", "in_channel"} - set(pf.schema_arrow.names)
-        if missing:
-            raise FormatError(f"{path}: filter shard without the key columns {sorted(missing)}")
-        columns = [f.name for f in FILTERS_SCHEMA] if well_formed else ["model_id", "layer_id", "out_channel", "in_channel"]
+        well_formed = shard_schema(path).remove_metadata().equals(FILTERS_SCHEMA)
+        columns = [f.name for f in FILTERS_SCHEMA] if well_formed else _KEY_COLUMNS
         folder_code = self._code(model_id)
-        batches = pf.iter_batches(batch_size=self.batch_rows, columns=columns, use_threads=False)
-        while True:
-            try:
-                batch = next(batches, None)
-            except (OSError, pa.ArrowException) as exc:
-                raise FormatError(f"{path}: cannot be read: {exc}") from exc
-            if batch is None:
-                break
-            prev = self._add_table(pa.Table.from_batches([batch]), folder_code, prev, well_formed)
+        for runs in iter_runs(path, columns, self.batch_rows):
+            prev = self._add_runs(runs, folder_code, prev, well_formed)
         self.shards_ += 1
         pa.default_memory_pool().release_unused()  # keep the footprint flat from shard to shard
         return prev
 
-    def _add_table(self, table: pa.Table, folder_code: int, prev: tuple | None, well_formed: bool) -> tuple | None:
-        n = table.num_rows
+    def _add_runs(self, runs: RunBatch, folder_code: int, prev: tuple | None, well_formed: bool) -> tuple | None:
+        n = len(runs)
         if n == 0:
             return prev
         self.rows_ += n
-        mid = table.column("model_id").combine_chunks()
-        if not isinstance(mid, pa.DictionaryArray):
-            mid = pc.cast(mid, pa.string()).dictionary_encode()
-        lut = np.array([self._code(str(name)) for name in mid.dictionary.to_pylist()] + [-1], dtype=np.int64)
-        model = lut[_ints(mid.indices)]  # a null model_id maps to -1 (the lut's last entry)
-        layer, out, inn = (_ints(table.column(c)) for c in ("layer_id", "out_channel", "in_channel"))
+        lut = np.array([self._code(name) for name in runs.model_ids] + [-1], dtype=np.int64)
+        model = lut[runs.model]  # a null model_id maps to -1 (the lut's last entry)
+        layer, out, inn = runs.layer, runs.ints("out_channel"), runs.ints("in_channel")
 
         # order: compare each row with the previous one (sign of the key difference)
         cmp = _compare_with_previous(model, layer, out, inn, prev)
 
         # runs of one (model, layer); sorted data has one run a layer in the batch
-        starts = np.flatnonzero(np.diff(model, prepend=model[0] - 1) | np.diff(layer, prepend=layer[0] - 1))
-        lengths = np.diff(np.append(starts, n))
+        starts = runs.starts
+        lengths = runs.stops - runs.starts
         if well_formed:
-            w = table.column("weights").combine_chunks().flatten().to_numpy().reshape(n, 9)
-            non_finite, run_max = _weight_stats(w, starts)
+            non_finite, run_max = _weight_stats(runs.weights(), starts)
         else:  # weights not read: nothing to count, and no max (-inf becomes null)
             non_finite, run_max = np.zeros(n, dtype=bool), np.full(len(starts), -np.inf)
 
@@ -260,11 +234,12 @@ class FilterScan:
         return pd.DataFrame(rows, columns=columns)
 
 
-def scan_filters(filters_dir: Path, shapes: Mapping[Key, tuple[int, int]]) -> FilterScan:
-    """Scan every model folder under ``filters_dir`` (hidden temporary folders skipped)."""
-    scan = FilterScan(shapes)
-    filters_dir = Path(filters_dir)
-    if filters_dir.is_dir():
-        for d in sorted(p for p in filters_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
-            scan.add_model_dir(d)
+def scan_filters(release_dir: Path, shapes: Mapping[Key, tuple[int, int]],
+                 batch_rows: int = BATCH_ROWS) -> FilterScan:
+    """Scan the filter shards of every model of a release folder."""
+    scan = FilterScan(shapes, batch_rows)
+    for model_id in layout.filter_models(release_dir):
+        prev = None
+        for path in layout.model_shards(release_dir, model_id):
+            prev = scan.add_shard(path, model_id, prev)
     return scan

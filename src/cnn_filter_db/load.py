@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
 
 from . import config
+from .dataset import layout, reader
 from .errors import CnnFilterDbError
 
 
@@ -59,11 +59,12 @@ def load_layer(model_id: str, layer_id: int, source: str | Path = config.RELEASE
         if revision is not None:
             raise ValueError(f"{source}: a local release folder has no revisions (got revision={revision!r})")
 
-    layers = ds.dataset(sorted(path.glob(config.RELEASE_CONFIGS["layers"])), format="parquet")
-    info = layers.to_table(columns=["out_channels", "in_channels_per_group"],
-                           filter=(pc.field("model_id") == model_id) & (pc.field("layer_id") == int(layer_id)))
+    layout.check_model_id(model_id)
+    model_layers = reader.read_table(path, "layers", columns=["layer_id", "out_channels", "in_channels_per_group"],
+                                     filter=pc.field("model_id") == model_id)
+    info = model_layers.filter(pc.field("layer_id") == int(layer_id))
     if info.num_rows != 1:
-        n = layers.count_rows(filter=pc.field("model_id") == model_id)
+        n = model_layers.num_rows
         where = f"{source}" + (f"@{revision}" if revision else "")
         if n == 0:
             raise CnnFilterDbError(f"{where}: no model {model_id!r} in the layers table")
@@ -71,11 +72,7 @@ def load_layer(model_id: str, layer_id: int, source: str | Path = config.RELEASE
     out_c = info["out_channels"][0].as_py()
     in_c = info["in_channels_per_group"][0].as_py()
 
-    files = sorted((path / "filters" / model_id).glob("*.parquet"))
-    if not files:
-        raise CnnFilterDbError(f"{path / 'filters' / model_id}: no filter shards for {model_id!r}")
-    rows = ds.dataset(files, format="parquet").to_table(
-        columns=["out_channel", "in_channel", "weights"], filter=pc.field("layer_id") == int(layer_id))
+    rows = reader.read_filters(path, model_id, ["out_channel", "in_channel", "weights"], layer_id)
     if rows.num_rows != out_c * in_c:
         raise CnnFilterDbError(f"{model_id} layer {layer_id}: {rows.num_rows} filter rows, expected "
                                f"{out_c} x {in_c} = {out_c * in_c}")
@@ -87,5 +84,6 @@ def load_layer(model_id: str, layer_id: int, source: str | Path = config.RELEASE
     out[oc, ic] = weights
     seen[oc, ic] = True
     if not seen.all():  # the right count but a duplicate index: the shard is corrupt
-        raise CnnFilterDbError(f"{model_id} layer {layer_id}: duplicate (out_channel, in_channel) rows in {files[0].parent}")
+        raise CnnFilterDbError(f"{model_id} layer {layer_id}: duplicate (out_channel, in_channel) rows in "
+                               f"{layout.model_dir(path, model_id)}")
     return out

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Callable
 
 from .errors import CnnFilterDbError
-from .release import MANIFEST, check_manifest, release_files
+from .dataset.layout import MANIFEST, release_files
+from .dataset.manifest import check_manifest
 
 
 class PublishError(CnnFilterDbError):

@@ -1,12 +1,12 @@
 """Finish a release folder: apply the licence policy, write ``manifest.json``, the card
-(``README.md``) and ``CITATION.cff``; and check a folder against its manifest.
+(``README.md``) and ``CITATION.cff``. (Checking a folder against its manifest is
+``dataset.manifest.check_manifest``.)
 
 The tables themselves are written by the extract, gather and analysis stages; this module
 only removes the rows and shards of models the licence policy leaves out.
 """
 from __future__ import annotations
 
-import json
 import re
 import shutil
 from importlib import metadata
@@ -15,25 +15,21 @@ from typing import Iterable, Mapping
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from . import __version__, card, config, shards
+from . import __version__, card, config
 from .atomic import atomic_write_text
 from .catalog import catalog_sha256
-from .errors import CnnFilterDbError
+from .dataset import layout, reader, writer
+from .dataset.layout import CARD_FILES
+from .dataset.manifest import build_manifest, read_manifest, write_manifest
+from .errors import ReleaseError
+from .hashing import sha256_file
 from .license_policy import LicensePolicy, excluded_models
 
 SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z.-]+)?$")
 #: Packages whose versions a manifest records (the code's own version comes first).
 MAIN_DEPENDENCIES = ("numpy", "pyarrow", "pandas", "torch", "timm", "onnx", "safetensors",
                      "datasets", "huggingface_hub")
-#: Files of a release besides the Parquet shards, recorded in the manifest by sha256.
-CARD_FILES = ("README.md", "CITATION.cff")
-MANIFEST = "manifest.json"
-
-
-class ReleaseError(CnnFilterDbError):
-    """A release folder is incomplete or does not match its manifest."""
 
 
 def code_versions() -> dict[str, str]:
@@ -46,32 +42,22 @@ def code_versions() -> dict[str, str]:
     return out
 
 
-def _table_files(release_dir: Path, name: str) -> list[Path]:
-    return sorted(Path(release_dir).glob(config.RELEASE_CONFIGS[name]))
-
-
-def read_table(release_dir: Path, name: str) -> pa.Table | None:
-    files = _table_files(release_dir, name)
-    if not files:
-        return None
-    return pa.concat_tables([pq.read_table(f) for f in files])
-
-
 def table_schemas(release_dir: Path) -> dict[str, pa.Schema]:
     """config -> schema of each table present; the tables this package defines must
-    have exactly the columns and types of :mod:`shards` (the card declares them)."""
+    have exactly the columns and types of :mod:`dataset.schema` (the card declares them)."""
     out = {}
     for name in config.RELEASE_CONFIGS:
-        files = _table_files(release_dir, name)
+        files = layout.list_shards(release_dir, name)
         if not files:
             continue
         expected = card.SCHEMAS.get(name)
         for f in files:
-            got = pq.read_schema(f)
+            got = reader.shard_schema(f)
             if expected is not None and not got.equals(expected, check_metadata=False):
                 raise ReleaseError(f"{f}: columns {got.names} / types {[str(t) for t in got.types]} differ from "
-                                   f"the {name} schema of shards.py {expected.names} / {[str(t) for t in expected.types]}")
-        out[name] = expected if expected is not None else pq.read_schema(files[0]).remove_metadata()
+                                   f"the {name} schema of dataset/schema.py {expected.names} / "
+                                   f"{[str(t) for t in expected.types]}")
+        out[name] = expected if expected is not None else reader.shard_schema(files[0]).remove_metadata()
     for required in ("filters", "layers", "models"):
         if required not in out:
             raise ReleaseError(f"{release_dir}: no {required} table ({config.RELEASE_CONFIGS[required]}); "
@@ -86,7 +72,7 @@ def leave_out(release_dir: Path, model_ids: Iterable[str]) -> list[str]:
     ids = sorted(set(model_ids))
     present = set()
     for mid in ids:
-        folder = release_dir / "filters" / mid
+        folder = layout.model_dir(release_dir, mid)
         if folder.exists():
             present.add(mid)
             # rename first: a crash never leaves a half-deleted shard folder behind
@@ -97,30 +83,23 @@ def leave_out(release_dir: Path, model_ids: Iterable[str]) -> list[str]:
     for name in config.RELEASE_CONFIGS:
         if name == "filters":
             continue
-        table = read_table(release_dir, name)
+        table = reader.read_table(release_dir, name, missing_ok=True)
         if table is None or "model_id" not in table.column_names:
             continue
         drop = pc.is_in(table["model_id"], pa.array(ids, pa.string()))
         if pc.any(drop).as_py():
             present.update(table.filter(drop)["model_id"].to_pylist())
             kept = table.filter(pc.invert(drop))
-            shards.write_table_dir(kept, release_dir / Path(config.RELEASE_CONFIGS[name]).parent)
+            writer.write_table(kept, release_dir, name)
     return sorted(present)
 
 
 def load_manifest(source: Path | str | Mapping | None) -> dict | None:
-    """A manifest from a dict, a ``manifest.json`` path or a release folder."""
+    """The previous release's manifest, for the changelog: a dict, a ``manifest.json`` path
+    or a release folder (parsed and checked like any manifest)."""
     if source is None or isinstance(source, Mapping):
         return dict(source) if source is not None else None
-    path = Path(source)
-    if path.is_dir():
-        path = path / MANIFEST
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ReleaseError(f"{path}: previous manifest not found") from None
-    except json.JSONDecodeError as exc:
-        raise ReleaseError(f"{path}: not valid JSON ({exc})") from None
+    return read_manifest(source).model_dump()
 
 
 def build_release(release_dir: Path, version: str, params: Mapping, previous=None, *,
@@ -147,7 +126,7 @@ def build_release(release_dir: Path, version: str, params: Mapping, previous=Non
     if not SEMVER.match(str(version)):
         raise ReleaseError(f"release.version: {version!r} is not a semantic version like 1.2.0")
     policy = LicensePolicy.from_params(params)
-    models = read_table(release_dir, "models")
+    models = reader.read_table(release_dir, "models", missing_ok=True)
     if models is None:
         raise ReleaseError(f"{release_dir}: no models table; run the gather stage first")
     candidates = models.to_pylist()
@@ -163,8 +142,8 @@ def build_release(release_dir: Path, version: str, params: Mapping, previous=Non
         leave_out(release_dir, excluded)
 
     schemas = table_schemas(release_dir)
-    rows = read_table(release_dir, "models").to_pylist()
-    manifest = shards.build_manifest(release_dir, str(version), catalog_sha256(root), code_versions())
+    rows = reader.read_table(release_dir, "models").to_pylist()
+    manifest = build_manifest(release_dir, str(version), catalog_sha256(root), code_versions())
     manifest["license_policy"] = {"redistributable_licenses": sorted(policy.redistributable),
                                   "allow_unknown_license": policy.allow_unknown}
     manifest["excluded_models"] = excluded
@@ -180,46 +159,6 @@ def build_release(release_dir: Path, version: str, params: Mapping, previous=Non
     atomic_write_text(release_dir / "README.md", readme)
     atomic_write_text(release_dir / "CITATION.cff",
                       card.citation_cff(str(version), manifest["fingerprint"], repo_id or card.DEFAULT_REPO_ID))
-    manifest["files"] = {name: shards.sha256_file(release_dir / name) for name in CARD_FILES}
-    shards.write_manifest(release_dir, manifest)
+    manifest["files"] = {name: sha256_file(release_dir / name) for name in CARD_FILES}
+    write_manifest(release_dir, manifest)
     return manifest
-
-
-def release_files(release_dir: Path) -> list[str]:
-    """Every file of a release folder (posix paths relative to it), hidden ones excluded."""
-    release_dir = Path(release_dir)
-    return sorted(p.relative_to(release_dir).as_posix() for p in release_dir.rglob("*")
-                  if p.is_file() and not any(part.startswith(".") for part in p.relative_to(release_dir).parts))
-
-
-def check_manifest(release_dir: Path) -> list[str]:
-    """Problems between a release folder and its manifest (empty when they match):
-    every shard and card file listed with the right sha256, nothing unlisted, and the
-    fingerprint recomputed from the files."""
-    release_dir = Path(release_dir)
-    path = release_dir / MANIFEST
-    if not path.exists():
-        return [f"{path}: missing (run the release stage)"]
-    try:
-        manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        return [f"{path}: not valid JSON ({exc})"]
-    problems = []
-    listed = {s["path"]: s["sha256"] for s in manifest.get("shards", [])}
-    listed.update(manifest.get("files", {}))
-    on_disk = set(release_files(release_dir)) - {MANIFEST}
-    for rel in sorted(on_disk - set(listed)):
-        problems.append(f"{release_dir / rel}: not listed in {MANIFEST}")
-    for rel, sha in sorted(listed.items()):
-        f = release_dir / rel
-        if not f.exists():
-            problems.append(f"{f}: listed in {MANIFEST} but missing")
-        elif shards.sha256_file(f) != sha:
-            problems.append(f"{f}: sha256 differs from {MANIFEST}")
-    actual = shards.fingerprint(shards.sha256_file(p) for p in shards.list_shards(release_dir))
-    if actual != manifest.get("fingerprint"):
-        problems.append(f"{path}: fingerprint {manifest.get('fingerprint')} does not match the shards ({actual})")
-    for key in ("version", "fingerprint", "shards"):
-        if key not in manifest:
-            problems.append(f"{path}: field {key!r} is missing")
-    return problems

@@ -26,14 +26,15 @@ from types import ModuleType
 from typing import Any, Iterable, Mapping
 
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 
-from . import config, shards
+from . import config
 from .atomic import atomic_dir, atomic_write_text
 from .catalog import load_vocabulary
-from .errors import CnnFilterDbError, FormatError
+from .dataset import layout, reader
+from .dataset.manifest import fingerprint, read_manifest
+from .errors import CnnFilterDbError
 from .filter_scan import scan_filters
+from .hashing import sha256_file
 
 TABLES = ("models", "layers", "filters", "manifest")
 MAX_EXAMPLES = 5
@@ -185,14 +186,6 @@ def load_suites(root: Path = Path(".")) -> dict[str, ModuleType]:
 
 # --------------------------------------------------------------------------- frames
 
-def read_table_dir(directory: Path) -> pa.Table:
-    """Every shard of a metadata table's folder (``models/``, ``layers/``), concatenated."""
-    paths = sorted(Path(directory).glob("*.parquet"))
-    if not paths:
-        raise FileNotFoundError(f"{directory}: no Parquet shard; run the extract and gather stages first")
-    return pa.concat_tables([pq.read_table(p) for p in paths], promote_options="permissive")
-
-
 def models_frame(models: pd.DataFrame, layers: pd.DataFrame) -> pd.DataFrame:
     """``models`` plus layers_n_layers and layers_n_filters, counted from ``layers``.
     (A frame missing the columns they need is returned as is: the suite reports the gap.)"""
@@ -225,30 +218,30 @@ def layer_shapes(layers: pd.DataFrame) -> dict[tuple[str, int], tuple[int, int]]
             zip(known["model_id"], known["layer_id"], known["out_channels"], known["in_channels_per_group"])}
 
 
-def manifest_frame(release_dir: Path, manifest: dict) -> tuple[pd.DataFrame, str]:
+def manifest_frame(release_dir: Path, manifest) -> tuple[pd.DataFrame, str]:
     """One row a shard (listed or on disk) and the fingerprint recomputed from the disk."""
     release_dir = Path(release_dir)
-    listed = {s.get("path"): s for s in manifest.get("shards", []) if isinstance(s, dict)}
-    on_disk = {p.relative_to(release_dir).as_posix(): p for p in shards.list_shards(release_dir)}
-    actual_sha = {rel: shards.sha256_file(p) for rel, p in on_disk.items()}
+    listed = {s.path: s for s in manifest.shards}
+    on_disk = {p.relative_to(release_dir).as_posix(): p for p in layout.list_shards(release_dir)}
+    actual_sha = {rel: sha256_file(p) for rel, p in on_disk.items()}
     rows = []
     for rel in sorted(set(listed) | set(on_disk)):
-        entry = listed.get(rel, {})
+        entry = listed.get(rel)
         try:
-            n_rows = pq.ParquetFile(on_disk[rel]).metadata.num_rows if rel in on_disk else None
-        except (OSError, pa.ArrowException):
+            n_rows = reader.open_shard(on_disk[rel]).metadata.num_rows if rel in on_disk else None
+        except CnnFilterDbError:
             n_rows = None
         rows.append({
-            "path": rel, "listed": rel in listed, "exists": rel in on_disk,
-            "sha256_recorded": entry.get("sha256"), "sha256_actual": actual_sha.get(rel),
-            "rows_recorded": entry.get("rows"), "rows_actual": n_rows,
-            "fingerprint_recorded": manifest.get("fingerprint"),
+            "path": rel, "listed": entry is not None, "exists": rel in on_disk,
+            "sha256_recorded": entry.sha256 if entry else None, "sha256_actual": actual_sha.get(rel),
+            "rows_recorded": entry.rows if entry else None, "rows_actual": n_rows,
+            "fingerprint_recorded": manifest.fingerprint,
         })
     frame = pd.DataFrame(rows, columns=["path", "listed", "exists", "sha256_recorded", "sha256_actual",
                                         "rows_recorded", "rows_actual", "fingerprint_recorded"])
     frame["rows_recorded"] = frame["rows_recorded"].astype("float64")
     frame["rows_actual"] = frame["rows_actual"].astype("float64")
-    return frame, shards.fingerprint(actual_sha.values())
+    return frame, fingerprint(actual_sha.values())
 
 
 # --------------------------------------------------------------------------- Great Expectations
@@ -410,8 +403,8 @@ def validate_release(release_dir: Path = config.RELEASE_DIR, reports_dir: Path |
     vocabulary = load_vocabulary(root)
 
     need_meta = any(t in tables for t in ("models", "layers", "filters"))
-    models = read_table_dir(release_dir / "models").to_pandas() if need_meta else None
-    layers = read_table_dir(release_dir / "layers").to_pandas() if need_meta else None
+    models = reader.read_table(release_dir, "models").to_pandas() if need_meta else None
+    layers = reader.read_table(release_dir, "layers").to_pandas() if need_meta else None
 
     frames: dict[str, pd.DataFrame] = {}
     expectation_parameters: dict[str, Any] = {}
@@ -425,18 +418,15 @@ def validate_release(release_dir: Path = config.RELEASE_DIR, reports_dir: Path |
         expectation_parameters["model_ids"] = sorted(ids)
     if "filters" in tables:
         t_scan = time.perf_counter()
-        scan = scan_filters(release_dir / "filters", layer_shapes(layers))
+        scan = scan_filters(release_dir, layer_shapes(layers))
         frames["filters"] = scan.frame()
         stats.update(filters=scan.rows_, shards=scan.shards_, scan_seconds=round(time.perf_counter() - t_scan, 3))
         notes["filters"] = f"summary of {scan.rows_:,} filters in {scan.shards_} shards"
     skipped: dict[str, str] = {}
     if "manifest" in tables:
-        path = release_dir / "manifest.json"
+        path = release_dir / layout.MANIFEST
         if path.exists():
-            try:
-                manifest = json.loads(path.read_text())
-            except json.JSONDecodeError as exc:
-                raise FormatError(f"{path}: not valid JSON: {exc}") from exc
+            manifest = read_manifest(path)
             frames["manifest"], expectation_parameters["fingerprint_recomputed"] = manifest_frame(release_dir, manifest)
             expectation_parameters["fingerprint_recomputed"] = [expectation_parameters["fingerprint_recomputed"]]
         elif require_manifest:

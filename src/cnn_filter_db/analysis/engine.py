@@ -1,7 +1,7 @@
 """The three streaming passes over the filter shards, run here or on a Dask cluster.
 
 Each pass is a function of one shard (``pass_layers``, ``pass_range``, ``pass_hist``) that
-reads the shard in record batches (``ParquetFile.iter_batches``, ``batch_rows`` rows at a
+reads the shard in record batches cut into (model, layer) runs (``dataset.runs.iter_runs``, ``batch_rows`` rows at a
 time) and returns a small partial result; the caller merges partial results (per-layer
 rows, min/max, histogram counts), so the same code runs in this process (``engine:
 local``) or as one Dask task a shard (``engine: dask``). Nothing a pass keeps grows with
@@ -31,24 +31,19 @@ from __future__ import annotations
 
 import functools
 import logging
-import queue
-import threading
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 import numpy as np
-import pyarrow.parquet as pq
 
+from ..dataset import layout
+from ..dataset.runs import RunBatch, iter_runs
 from ..errors import AnalysisError
 from . import drift
 from .layer import CHUNK_ROWS, MOMENTS_LEN, layer_stats
 from .params import AnalyzeParams
-
-_NEEDED = ("model_id", "layer_id", "out_channel", "in_channel", "weights")
-_PREFETCH = 1
-_END = object()
 
 
 @dataclass
@@ -62,8 +57,7 @@ class Context:
     mean: np.ndarray | None = None            # passes 2-3: global basis
     components: np.ndarray | None = None
     ranges: list[tuple[float, float]] = field(default_factory=list)  # pass 3: distinct ranges
-    range_of_grouping: np.ndarray | None = None  # (G,) index into ranges
-    keep: np.ndarray | None = None            # (n_layers, G) keep probabilities
+    half: np.ndarray | None = None            # (n_layers,) bool: also count the null's half A
 
 
 def _one_blas_thread(fn: Callable, item, ctx):
@@ -76,79 +70,19 @@ def _one_blas_thread(fn: Callable, item, ctx):
 
 # --------------------------------------------------------------------------- reading
 
-def shard_paths(release_dir: Path) -> list[Path]:
-    """Every filter shard of a release, in a fixed order (model folder, then shard number)."""
-    folder = Path(release_dir) / "filters"
-    paths = sorted(folder.rglob("*.parquet"), key=lambda p: p.relative_to(folder).as_posix())
+def shard_items(release_dir: Path) -> list[tuple[int, str]]:
+    """(index, path) of every filter shard of a release, in a fixed order (model folder,
+    then shard number): the items the passes are mapped over."""
+    paths = layout.list_shards(release_dir, "filters")
     if not paths:
-        raise AnalysisError(f"{folder}: no filter shards; run the extract stage first")
-    return paths
+        raise AnalysisError(f"{layout.table_dir(release_dir, 'filters')}: no filter shards; run the extract stage first")
+    return [(i, str(p)) for i, p in enumerate(paths)]
 
 
-def _batches(path: str, columns: list[str], batch_rows: int):
-    """Record batches of a shard, decoded one ahead in a background thread.
-
-    Parquet decoding (zstd, byte-stream-split) runs in C++ without the GIL, so reading the
-    next batch overlaps the numpy work on the current one; at most ``_PREFETCH`` batches
-    wait in the queue, so memory stays bounded by a few batches.
-    """
-    pf = pq.ParquetFile(path, read_dictionary=["model_id"])
-    missing = [c for c in _NEEDED if c not in pf.schema_arrow.names]
-    if missing:
-        raise AnalysisError(f"{path}: missing columns {missing}")
-    if pf.metadata.num_rows == 0:
-        return
-    q: queue.Queue = queue.Queue(maxsize=_PREFETCH)
-    stop = threading.Event()
-
-    def put(item) -> bool:
-        """Queue an item unless the consumer has gone (then never block on a full queue)."""
-        while not stop.is_set():
-            try:
-                q.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def produce():
-        try:
-            for batch in pf.iter_batches(batch_size=batch_rows, columns=columns):
-                if not put(batch):
-                    return
-            put(_END)
-        except BaseException as exc:  # handed to the consumer, raised there
-            put(exc)
-
-    thread = threading.Thread(target=produce, name=f"read {Path(path).name}", daemon=True)
-    thread.start()
-    try:
-        while True:
-            item = q.get()
-            if item is _END:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        thread.join()
-
-
-def _runs(batch, ctx: Context, path: str) -> list[tuple[int, int, int, str, int]]:
-    """(start, stop, layer row, model_id, layer_id) of each run of equal keys in a batch."""
-    n = batch.num_rows
-    mid = batch.column("model_id")
-    codes = mid.indices.to_numpy(zero_copy_only=False)
-    lid = batch.column("layer_id").to_numpy(zero_copy_only=False)
-    cut = np.flatnonzero((lid[1:] != lid[:-1]) | (codes[1:] != codes[:-1])) + 1
-    starts = np.concatenate(([0], cut))
-    stops = np.concatenate((cut, [n]))
+def _runs(runs: RunBatch, ctx: Context, path: str) -> list[tuple[int, int, int, str, int]]:
+    """(start, stop, layer row, model_id, layer_id) of each (model, layer) run of a batch."""
     out = []
-    dictionary = mid.dictionary
-    for s, e in zip(starts.tolist(), stops.tolist()):
-        model = dictionary[int(codes[s])].as_py()
-        layer = int(lid[s])
+    for s, e, (model, layer) in zip(runs.starts.tolist(), runs.stops.tolist(), runs.keys()):
         try:
             row = ctx.index[model][layer]
         except KeyError:
@@ -156,11 +90,6 @@ def _runs(batch, ctx: Context, path: str) -> list[tuple[int, int, int, str, int]
                                 f"layers table; re-run the gather stage") from None
         out.append((s, e, row, model, layer))
     return out
-
-
-def _weights(batch) -> np.ndarray:
-    """The (n, 9) float32 weights of a batch, without a copy."""
-    return batch.column("weights").flatten().to_numpy(zero_copy_only=False).reshape(-1, 9)
 
 
 # --------------------------------------------------------------------------- pass 1
@@ -204,8 +133,8 @@ def pass_layers(item: tuple[int, str], ctx: Context) -> dict:
 
     pending: list[np.ndarray] = []
     pending_row, pending_key, pending_at_start, first = -1, ("", -1), False, True
-    for batch in _batches(path, ["model_id", "layer_id", "weights"], ctx.params.batch_rows):
-        w = _weights(batch)
+    for batch in iter_runs(path, ["weights"], ctx.params.batch_rows):
+        w = batch.weights()
         filters += len(w)
         for s, e, row, model, layer in _runs(batch, ctx, path):
             if row == pending_row:
@@ -255,8 +184,8 @@ def pass_range(item: tuple[int, str], ctx: Context) -> dict:
     vt, mu_v = _projection(ctx)
     lo: dict[int, float] = {}
     hi: dict[int, float] = {}
-    for batch in _batches(path, ["model_id", "layer_id", "weights"], ctx.params.batch_rows):
-        w = _weights(batch)
+    for batch in iter_runs(path, ["weights"], ctx.params.batch_rows):
+        w = batch.weights()
         for s, e, row, _, _ in _runs(batch, ctx, path):
             for a, b in _chunks(s, e):
                 c = coefficients_t(w[a:b], vt, mu_v)
@@ -268,10 +197,11 @@ def pass_range(item: tuple[int, str], ctx: Context) -> dict:
 
 def pass_hist(item: tuple[int, str], ctx: Context) -> dict:
     """Pass 3 on one shard: per layer, the coefficient histograms (9 x bins counts) of all its
-    filters over each distinct range and, per grouping, of its size-controlled subsample.
+    filters over each distinct range and, for the layers in ``ctx.half``, of the half of its
+    filters that the null's hash split puts in half A (:func:`.drift.half_a`).
 
-    Returns ``{"shard", "full": {row: (R, 9 * bins)}, "sub": {row: (G, 9 * bins)}}`` for R
-    distinct ranges (``ctx.ranges``) and G groupings.
+    Returns ``{"shard", "full": {row: (R, 9 * bins)}, "half": {row: (R, 9 * bins)}}`` for R
+    distinct ranges (``ctx.ranges``).
     """
     shard, path = item
     p = ctx.params
@@ -279,47 +209,37 @@ def pass_hist(item: tuple[int, str], ctx: Context) -> dict:
     k = 9 * bins
     vt, mu_v = _projection(ctx)
     offsets = (np.arange(9, dtype=np.int32) * bins)[:, None]
-    sub_on = p.size_controlled and len(ctx.range_of_grouping) > 0
-    # per range: its groupings, and the affine map of a coefficient to a fractional bin
-    plans = []
-    for r, (lo, hi) in enumerate(ctx.ranges):
-        scale = np.float32(bins / (hi - lo)) if hi > lo else np.float32(0)
-        plans.append((np.flatnonzero(ctx.range_of_grouping == r), np.float32(lo), scale))
-    columns = ["model_id", "layer_id", "weights"] + (["out_channel", "in_channel"] if sub_on else [])
+    half_on = ctx.half is not None and bool(ctx.half.any())
+    plans = []  # per range: the affine map of a coefficient to a fractional bin
+    for lo, hi in ctx.ranges:
+        plans.append((np.float32(lo), np.float32(bins / (hi - lo)) if hi > lo else np.float32(0)))
+    columns = ["weights"] + (["out_channel", "in_channel"] if half_on else [])
     full: dict[int, np.ndarray] = {}
-    sub: dict[int, np.ndarray] = {}
-    for batch in _batches(path, columns, p.batch_rows):
-        w = _weights(batch)
-        if sub_on:
-            oc = batch.column("out_channel").to_numpy(zero_copy_only=False)
-            ic = batch.column("in_channel").to_numpy(zero_copy_only=False)
+    half: dict[int, np.ndarray] = {}
+    for batch in iter_runs(path, columns, p.batch_rows):
+        w = batch.weights()
+        if half_on:
+            oc = batch.batch.column("out_channel").to_numpy(zero_copy_only=False)
+            ic = batch.batch.column("in_channel").to_numpy(zero_copy_only=False)
         for s, e, row, model, layer in _runs(batch, ctx, path):
             h_full = full.setdefault(row, np.zeros((len(plans), k), np.int64))
-            h_sub = sub.setdefault(row, np.zeros((len(ctx.range_of_grouping), k), np.int64)) if sub_on else None
-            key = drift.layer_key(p.seed, model, layer) if sub_on else 0
+            split = half_on and bool(ctx.half[row])
+            if split:
+                h_half = half.setdefault(row, np.zeros((len(plans), k), np.int64))
+                key = drift.layer_key(p.seed, model, layer)
             for a, b in _chunks(s, e):
                 c = coefficients_t(w[a:b], vt, mu_v)
-                u = drift.uniforms(key, oc[a:b], ic[a:b]) if sub_on else None
-                for r, (gs, lo, scale) in enumerate(plans):
+                in_a = drift.half_a(key, oc[a:b], ic[a:b]) if split else None
+                for r, (lo, scale) in enumerate(plans):
                     z = c - lo
                     z *= scale
                     codes = z.astype(np.int32)
                     np.clip(codes, 0, bins - 1, out=codes)
                     codes += offsets
-                    if not sub_on:
-                        h_full[r] += np.bincount(codes.ravel(), minlength=k)
-                        continue
-                    probs = ctx.keep[row, gs]
-                    order = np.argsort(probs, kind="stable")
-                    # a filter of level j is kept by the groupings whose keep probability sits
-                    # above sorted position j: one count over (level, code) serves them all
-                    level = np.searchsorted(probs[order], u, side="right").astype(np.int32)
-                    codes += level * np.int32(k)
-                    counts = np.bincount(codes.ravel(), minlength=(len(gs) + 1) * k).reshape(len(gs) + 1, k)
-                    cum = np.cumsum(counts, axis=0)
-                    h_sub[gs[order]] += cum[:-1]
-                    h_full[r] += cum[-1]
-    return {"shard": shard, "full": full, "sub": sub}
+                    h_full[r] += np.bincount(codes.ravel(), minlength=k)
+                    if split:
+                        h_half[r] += np.bincount(codes[:, in_a].ravel(), minlength=k)
+    return {"shard": shard, "full": full, "half": half}
 
 
 # --------------------------------------------------------------------------- engines

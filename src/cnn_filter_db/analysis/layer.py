@@ -17,7 +17,7 @@ import math
 
 import numpy as np
 
-from ..shards import LAYER_STATS_SCHEMA, LAYERS_SCHEMA
+from ..dataset.schema import LAYER_STATS_SCHEMA, LAYERS_SCHEMA
 from . import degeneration
 from .entropy import entropy_of_scatter, random_entropy
 from .orthogonality import orthogonality
@@ -55,7 +55,7 @@ def _nan(x) -> float | None:
 
 
 def layer_stats(weights: np.ndarray, out_channels: int, sparsity_eps: float = 0.01,
-                margin: float = 0.02, entropy_max: float = 0.5, sparsity_min: float = 0.14,
+                margin: float = 0.0, entropy_max: float = 0.5, sparsity_min: float = 0.14,
                 ) -> tuple[dict, np.ndarray]:
     """The metrics of one whole layer and its moments of shape-normalised filters.
 

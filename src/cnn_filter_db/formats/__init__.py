@@ -28,12 +28,15 @@ def register(name: str, options: tuple[str, ...] = ()):
     return deco
 
 
-def read(path: Path, fmt: str, *, member: str | None = None, sha256: str | None = None) -> ModelConvs:
+def read(path: Path, fmt: str, *, member: str | None = None, sha256: str | None = None,
+         layer_classes: dict[str, str] | None = None) -> ModelConvs:
     """Read ``path`` as format ``fmt``; a clear :class:`FormatError` names the file otherwise.
 
     ``member`` selects one model of a file that holds several (the ``hdf5-original`` release);
     formats of one model refuse it. ``sha256`` is the pinned hash of the file, passed to
     readers that must check it before reading anything unsafe; others ignore it.
+    ``layer_classes`` (a catalog entry's ``keras_layer_classes``) names the class of Keras
+    layers whose names do not tell it; other formats refuse it.
     """
     _load_all()
     if fmt not in READERS:
@@ -41,7 +44,10 @@ def read(path: Path, fmt: str, *, member: str | None = None, sha256: str | None 
     accepted = READER_OPTIONS.get(fmt, frozenset())
     if member is not None and "member" not in accepted:
         raise FormatError(f"{path}: format {fmt!r} holds one model; a member ({member!r}) cannot be selected")
-    options = {k: v for k, v in (("member", member), ("sha256", sha256)) if k in accepted}
+    if layer_classes and "layer_classes" not in accepted:
+        raise FormatError(f"{path}: format {fmt!r} takes no keras_layer_classes (only format 'keras' does)")
+    options = {k: v for k, v in (("member", member), ("sha256", sha256), ("layer_classes", layer_classes))
+               if k in accepted}
     return READERS[fmt](Path(path), **options)
 
 

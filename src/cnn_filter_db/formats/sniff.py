@@ -74,7 +74,10 @@ def _hdf5_kind(path: Path) -> str | None:
 
         with h5py.File(path, "r") as f:
             keys = set(f.keys())
-            if "model_weights" in keys or "layers" in keys or "model_config" in f.attrs:
+            # Keras 2 model.save (model_weights, model_config) and save_weights (a layer_names
+            # attribute at the root); Keras 3 .weights.h5 (a root 'vars' group, 'layers' of a
+            # functional model)
+            if keys & {"model_weights", "layers", "vars"} or {"model_config", "layer_names"} & set(f.attrs):
                 return "keras"
             if ("filters" in keys or "filter" in keys) and "meta" in keys:
                 return "hdf5-original"

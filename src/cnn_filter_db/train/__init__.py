@@ -194,6 +194,7 @@ def _train(model_id, recipe, profile, cache, record_path, device, num_threads, h
         result = _read_json(Path(tmp) / "result.json")
     if result is None or "error" in result or proc.returncode != 0:
         detail = result["error"] if result and "error" in result else \
+            f"the training process was killed by signal {-proc.returncode}" if proc.returncode < 0 else \
             f"the training process exited with code {proc.returncode} (its traceback is above)"
         raise SourceError(f"{model_id}: {detail}")
     atomic_write_text(record_path, json.dumps(result, indent=1, sort_keys=True) + "\n")

@@ -16,6 +16,7 @@ from .dataset.writer import Layer
 from .errors import CnnFilterDbError, FormatError
 from .formats.base import Conv
 from .hashing import sha256_file
+from .progress import bar as progress_bar
 
 
 def conv_kind(conv: Conv, is_first: bool, overrides: dict[str, str]) -> str:
@@ -124,15 +125,13 @@ def extract_model(entry: Entry, release_dir: Path = config.RELEASE_DIR, meta_dir
     ``reports_dir``, ``hub_ids``, ...). Nothing is written unless every step succeeds; the
     previous output stays otherwise.
     """
-    from tqdm import tqdm
-
     from . import sources
 
     loaded = sources.load(entry, cache_dir=cache_dir, root=root, **(source_options or {}))
     layers = layers_of(entry.model_id, loaded.convs.convs, dict(entry.conv_kind_overrides))
     check_expected(entry, layers)
     model = model_row(entry, loaded, layers, root)
-    with tqdm(total=model["n_filters"], unit="filter", unit_scale=True, desc=f"extract {entry.model_id}",
+    with progress_bar(total=model["n_filters"], unit="filter", unit_scale=True, desc=f"extract {entry.model_id}",
               disable=not progress, leave=False) as bar:
         writer.write_model(release_dir, meta_dir, model, [layer.row for layer in layers], layers, bar,
                            max_rows_per_shard, row_group_rows)

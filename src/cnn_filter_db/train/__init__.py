@@ -28,10 +28,13 @@ import tempfile
 from pathlib import Path
 
 from .. import config
+from ..cache import Cache
 from ..errors import SourceError
+from ..formats.torch_module import module_convs
+from ..loaded import Loaded
 from .recipe import PROFILES, Recipe, parse_recipe
 
-__all__ = ["CODE_REVISION", "PROFILES", "Recipe", "check_pin", "load", "parse_recipe", "run_key"]
+__all__ = ["CODE_REVISION", "PROFILES", "Recipe", "check_pin", "load", "load_recipe", "parse_recipe", "run_key"]
 
 #: Bump when a change to this package changes what a recipe trains to.
 CODE_REVISION = 2  # 2: the fixed CPU code paths of ``determinism``; history without clock times
@@ -78,7 +81,7 @@ def load(entry, cache_dir: Path | None = None, profile: str = config.TRAIN_PROFI
 
     Returns
     -------
-    sources.Loaded
+    Loaded
         With ``accuracy`` on the held-out test split and ``validation_accuracy`` of the
         best epoch; ``weights_sha256`` is the sha256 of the safetensors checkpoint;
         ``training_steps`` the optimizer steps behind it.
@@ -97,14 +100,11 @@ def load(entry, cache_dir: Path | None = None, profile: str = config.TRAIN_PROFI
 def load_recipe(model_id: str, recipe, cache_dir: Path | None = None, profile: str = config.TRAIN_PROFILE,
                 reports_dir: Path | None = None, *, hub_ids: dict[str, str] | None = None,
                 num_threads: int = config.TRAIN_NUM_THREADS, device: str = "auto", progress: bool = True,
-                pins: dict | None = None):
+                pins: dict | None = None) -> Loaded:
     """:func:`load` for a model id and its recipe (a mapping or a :class:`Recipe`); ``pins``:
     profile -> :class:`~.recipe.CheckpointPin` (the entry's ``source.checkpoint``)."""
     from safetensors.torch import load as load_safetensors
 
-    from ..sources import Loaded
-    from ..sources.cache import Cache
-    from ..sources.timm import module_convs
     from . import architectures, loop
 
     if not isinstance(recipe, Recipe):

@@ -91,7 +91,7 @@ def model_row(entry: Entry, loaded, layers: list[Layer], root: Path = Path("."))
         "format": entry.format,
         "task": entry.task,
         "visual_category": entry.visual_category,
-        "training_dataset": entry.training_dataset,
+        "training_dataset": loaded.training_dataset or entry.training_dataset,  # a training profile may change it
         "pretraining_dataset": entry.pretraining_dataset,
         "trained": entry.trained,
         **model_labels(entry.trained, entry.source.kind, _measurable(layers), loaded.training_steps),

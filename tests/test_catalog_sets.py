@@ -39,9 +39,11 @@ def test_index_lists_sets_and_selection_follows_params(tmp_path):
 
 def test_bad_set_name_is_one_clear_problem(tmp_path):
     e = tiny_entry(tmp_path, "d-one", "Bad Set", 4, 0)
-    proj = make_project(tmp_path, [e])
+    with pytest.raises(CatalogError) as err:  # the index is not written over a malformed entry
+        make_project(tmp_path, [e])
+    assert err.value.problems[0][1] == "set"
     with pytest.raises(CatalogError) as err:
-        catalog.load_entry("d-one", proj)
+        catalog.load_entry("d-one", tmp_path / "proj")
     assert err.value.problems[0][1] == "set"
 
 

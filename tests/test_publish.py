@@ -326,8 +326,9 @@ def test_read_only_token_is_refused_in_one_line(tmp_path, releases):
         proc = client(publish_code(releases["0.1.0"], "test-org/ro"), server, tmp_path / "home", token=reader,
                       check=False)
         assert proc.returncode == 3
-        lines = proc.stdout.splitlines()
-        assert len(lines) == 2 and lines[0].startswith("uploading ")  # the plan, then the refusal
+        # the preconditions that passed ("ok: ..."), the plan, then the refusal
+        lines = [l for l in proc.stdout.splitlines() if not l.startswith("ok: ")]
+        assert len(lines) == 2 and lines[0].startswith("uploading ")
         assert lines[1].startswith("REFUSED: test-org/ro: publishing v0.1.0 failed before any commit: "
                                    "HTTP 403 (the token has no write access to this repository)")
         assert lines[1].endswith("nothing was tagged")
@@ -536,10 +537,10 @@ def test_load_layer_from_hub_at_revision(hub, published, releases, tmp_path):
     code = f"""
         import numpy as np
         from cnn_filter_db import load_layer
-        w = load_layer("nudenet-320n", 5, source={REPO!r}, revision="v0.1.0")
+        w = load_layer("nudenet-320n", 5, source="hf://{REPO}", revision="v0.1.0")
         np.save({str(tmp_path / "w.npy")!r}, w)
         for v in ("0.2.0", "0.1.0"):
-            np.save({str(tmp_path)!r} + f"/changed-{{v}}.npy", load_layer({CHANGED!r}, 0, source={REPO!r}, revision="v" + v))
+            np.save({str(tmp_path)!r} + f"/changed-{{v}}.npy", load_layer({CHANGED!r}, 0, source="hf://{REPO}", revision="v" + v))
         try:
             load_layer("nudenet-320n", 5, source="hf://datasets/{REPO}", revision="v0.2.0")
             gone = "loaded"

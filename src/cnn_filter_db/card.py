@@ -197,15 +197,17 @@ def licence_table(models: list[Mapping]) -> str:
 
 def render(template: str, *, manifest: Mapping, models: list[Mapping], schemas: Mapping[str, pa.Schema],
            excluded: Mapping[str, str], previous: Mapping | None = None, repo_id: str | None = None,
-           year: str | None = None) -> str:
+           year: str | None = None, source_repository: str | None = None) -> str:
     """README.md of a release: the metadata of :func:`card_data`, then ``template`` with its
     placeholders filled, as a huggingface_hub :class:`DatasetCard`.
 
     ``manifest`` gives version, fingerprint, catalog sha256 and the shards (rows, bytes);
     ``models`` are the rows of the release's ``models`` table; ``schemas`` maps each config
     present to its Arrow schema.
+    ``source_repository``: the git URL of this repository (default: GitHub, named as the Hub repo).
     """
     repo_id = repo_id or DEFAULT_REPO_ID
+    source_repository = source_repository or f"https://github.com/{repo_id}"
     n_filters = sum(int(r["n_filters"]) for r in models)
     n_layers = sum(int(r["n_layers"]) for r in models)
     has_training = bool(models) and "training" in models[0]
@@ -217,6 +219,7 @@ def render(template: str, *, manifest: Mapping, models: list[Mapping], schemas: 
         "catalog_sha256": manifest["catalog_sha256"],
         "repo_id": repo_id,
         "pretty_name": PRETTY_NAME,
+        "source_repository": source_repository,
         "n_models": f"{len(models):,}",
         "n_layers": f"{n_layers:,}",
         "n_filters": f"{n_filters:,}",

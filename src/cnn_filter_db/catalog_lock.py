@@ -9,51 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-
-from . import config
-from .atomic import atomic_write_text
-from .catalog import Entry, parse_all
+from .catalog import parse_all
 from .errors import CatalogError
-
-HEADER = ("# Weight pins of generated catalog entries, recorded by their first build and verified by\n"
-          "# every later one (`cnn-filter-db catalog lock --check` lists unlocked and stale entries).\n"
-          "# Commit this file. Remove an entry's block to let the next build pin it anew.\n")
-
-
-def needs_lock(entry: Entry) -> bool:
-    s = entry.source
-    return s.kind == "torchvision" or (s.kind == "timm" and s.pretrained_tag is not None)
-
-
-def locked_source(entry: Entry) -> str:
-    """What a lock record pins: the registry name of the weights (a changed name = stale)."""
-    s = entry.source
-    if s.kind == "timm":
-        return f"timm://{s.architecture}.{s.pretrained_tag}"
-    return f"torchvision://{s.weights}"
-
-
-def load_lock(root: Path = Path(".")) -> dict[str, dict]:
-    path = Path(root) / config.LOCK_FILE
-    if not path.exists():
-        return {}
-    try:
-        doc = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}
-    except yaml.YAMLError as exc:
-        raise CatalogError([(str(config.LOCK_FILE), "-", f"not valid YAML ({exc})")]) from None
-    models = doc.get("models") or {}
-    if not isinstance(models, dict):
-        raise CatalogError([(str(config.LOCK_FILE), "models", "expected a mapping model_id -> pin")])
-    return models
-
-
-def record(root: Path, model_id: str, pin: dict) -> None:
-    """Add or replace ``model_id``'s pin (written to a temporary name, then renamed)."""
-    models = load_lock(root)
-    models[model_id] = pin
-    text = HEADER + yaml.safe_dump({"models": dict(sorted(models.items()))}, sort_keys=False, width=200)
-    atomic_write_text(Path(root) / config.LOCK_FILE, text)
+from .sources.pinned import HEADER, load_lock, locked_source, needs_lock, record  # noqa: F401 (the lock's API)
 
 
 def lock_status(root: Path = Path(".")) -> tuple[list[str], list[tuple[str, str]]]:

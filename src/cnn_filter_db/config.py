@@ -15,7 +15,14 @@ CACHE_ENV = "CNN_FILTER_DB_CACHE"
 #: (the original release's /meta table); never taken from a catalog entry.
 TRUSTED_PICKLE_ENV = "CNN_FILTER_DB_TRUSTED_PICKLE_SHA256"
 
-#: Where catalog entries, the vocabulary and the schema live (relative to the project root).
+#: What the commands need wherever the package is installed (the one copy of each; the
+#: repository's ``catalog/vocabulary.yaml`` and ``dataset_card.md`` link here).
+PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DATA_DIR = PACKAGE_DIR / "data"
+PACKAGED_VOCABULARY = PACKAGE_DATA_DIR / "vocabulary.yaml"
+
+#: Where catalog entries, the vocabulary and the schema live (relative to the project root;
+#: outside a checkout the packaged vocabulary applies).
 CATALOG_DIR = Path("catalog")
 MODELS_DIR = CATALOG_DIR / "models"
 INDEX_FILE = CATALOG_DIR / "index.yaml"
@@ -42,8 +49,8 @@ RELEASE_CONFIGS = {
 }
 DEFAULT_CONFIG = "filters"
 
-#: The template of the published card and the citation file, at the repository root.
-CARD_TEMPLATE = Path("dataset_card.md")
+#: The template of the published card (package data) and the citation file of the repository.
+CARD_TEMPLATE = PACKAGE_DATA_DIR / "dataset_card.md"
 CITATION_FILE = Path("CITATION.cff")
 
 #: Licence of the published dataset (Hub identifier), as the original release.
@@ -67,7 +74,7 @@ HF_METADATA_TIMEOUT_S = 5
 
 #: Validation (issue 4): the expectation suites and where results go (its parameters:
 #: ``params.ValidateParams``).
-VALIDATION_DIR = Path("validation")
+VALIDATION_DIR = PACKAGE_DIR / "validation"
 VALIDATION_REPORTS_DIR = Path("reports") / "validation"
 
 #: model ids: lower-case, file-name safe.
@@ -94,3 +101,11 @@ TRAIN_REPORTS_DIR = REPORTS_DIR / "training"
 #: (the Hub handles many moderate commits better than one huge one; each is a resume point).
 PUBLISH_COMMIT_BYTES = 5_000_000_000
 PUBLISH_COMMIT_FILES = 100
+
+#: Progress without a terminal (under DVC or CI): one short line at most this often.
+PROGRESS_LOG_INTERVAL_S = 5.0
+PROGRESS_LOG_COLUMNS = 100
+
+#: The Hub dataset repo's folder that holds the DVC cache (DVC's remote layout,
+#: ``files/md5/xx/...``), read over plain HTTP by the repository's default DVC remote.
+HUB_DVC_CACHE_DIR = "dvc-cache"

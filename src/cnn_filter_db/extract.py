@@ -17,6 +17,7 @@ from .errors import CnnFilterDbError, FormatError
 from .formats.base import Conv
 from .hashing import sha256_file
 from .params import ExtractParams
+from .progress import bar as progress_bar
 
 
 def conv_kind(conv: Conv, is_first: bool, overrides: dict[str, str]) -> str:
@@ -91,7 +92,7 @@ def model_row(entry: Entry, loaded, layers: list[Layer], root: Path = Path("."))
         "format": entry.format,
         "task": entry.task,
         "visual_category": entry.visual_category,
-        "training_dataset": entry.training_dataset,
+        "training_dataset": loaded.training_dataset or entry.training_dataset,  # a training profile may change it
         "pretraining_dataset": entry.pretraining_dataset,
         "trained": entry.trained,
         **model_labels(entry.trained, entry.source.kind, _measurable(layers), loaded.training_steps),
@@ -125,8 +126,6 @@ def extract_model(entry: Entry, release_dir: Path = config.RELEASE_DIR, meta_dir
     ``profile``, ``reports_dir``, ``hub_ids``, ...). Nothing is written unless every step
     succeeds; the previous output stays otherwise.
     """
-    from tqdm import tqdm
-
     from . import sources
 
     params = ExtractParams.of(params)
@@ -134,7 +133,7 @@ def extract_model(entry: Entry, release_dir: Path = config.RELEASE_DIR, meta_dir
     layers = layers_of(entry.model_id, loaded.convs.convs, dict(entry.conv_kind_overrides))
     check_expected(entry, layers)
     model = model_row(entry, loaded, layers, root)
-    with tqdm(total=model["n_filters"], unit="filter", unit_scale=True, desc=f"extract {entry.model_id}",
+    with progress_bar(total=model["n_filters"], unit="filter", unit_scale=True, desc=f"extract {entry.model_id}",
               disable=not progress, leave=False) as bar:
         writer.write_model(release_dir, meta_dir, model, [layer.row for layer in layers], layers, bar, params)
     return model

@@ -29,9 +29,9 @@ from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
 from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 
 from . import config
-from .errors import CnnFilterDbError
+from .errors import CnnFilterDbError, ReleaseError
 from .dataset.layout import MANIFEST, release_files
-from .dataset.manifest import check_manifest
+from .dataset.manifest import check_manifest, read_manifest
 from .git_tag import GitTagError, check_taggable, tag_release
 from .hashing import BLOCK, sha256_file
 from .sources.hf import redact
@@ -171,16 +171,19 @@ def publish(release_dir: Path, repo_id: str, token: str | None = None, dry_run: 
     echo : where progress lines go (never the token).
     """
     release_dir = Path(release_dir)
+    # preconditions, cheapest first, each said as it passes (a dry run checks them all too)
+    manifest_version = _manifest_version(release_dir)
+    if version is not None and str(version) != manifest_version:
+        raise PublishError(f"{release_dir / MANIFEST}: version {manifest_version} differs from the requested {version}")
+    if git_root is not None:
+        _check_git(Path(git_root), manifest_version)
+        echo(f"ok: {git_root} is committed and clean, and git tag v{manifest_version} is free or at HEAD")
     manifest, files = plan(release_dir)
-    if version is not None and str(version) != manifest["version"]:
-        raise PublishError(f"{release_dir / MANIFEST}: version {manifest['version']} differs from the requested {version}")
+    echo(f"ok: the {len(files)} files of {release_dir} match {MANIFEST} (sha256 of each, fingerprint)")
     tag = f"v{manifest['version']}"
     _run_validation(validate, release_dir)
-    if git_root is not None:
-        try:
-            check_taggable(Path(git_root), manifest["version"], exist_ok=True)
-        except GitTagError as exc:
-            raise PublishError(f"not publishing: {exc}") from None
+    if validate is not None:
+        echo("ok: the release passes validation")
     result = PublishResult(repo_id, manifest["version"], tag, files, dry_run=dry_run)
 
     if dry_run:
@@ -218,6 +221,27 @@ def _describe(exc: Exception) -> str:
         server = exc.server_message or str(exc).split("\n")[0]
         return f"HTTP {status}" + (f" ({hint})" if hint else "") + f": {server}"
     return f"{type(exc).__name__}: {exc}"
+
+
+def _manifest_version(release_dir: Path) -> str:
+    try:
+        return read_manifest(release_dir).version
+    except ReleaseError as exc:
+        raise PublishError(f"not publishing: {exc}") from None
+
+
+def _check_git(root: Path, version: str) -> None:
+    """Refuse early what the git tag would refuse after the upload."""
+    try:
+        check_taggable(root, version, exist_ok=True)
+    except GitTagError as exc:
+        raise PublishError(f"not publishing: {exc}") from None
+
+
+def _kept(path_in_repo: str) -> bool:
+    """Files on the Hub that are not part of a release and a publish leaves alone: the repo's
+    ``.gitattributes`` and the public DVC remote's objects (``dvc-cache/``, filled by `release`)."""
+    return path_in_repo == ".gitattributes" or path_in_repo.startswith(f"{config.HUB_DVC_CACHE_DIR}/")
 
 
 class _Upload:
@@ -267,7 +291,8 @@ class _Upload:
         local = {f.path_in_repo for f in result.files}
         result.unchanged = [f.path_in_repo for f in result.files if self._same(f, remote.get(f.path_in_repo))]
         todo = [f for f in result.files if f.path_in_repo not in set(result.unchanged)]
-        result.deleted = sorted(p for p in set(remote) - local if p != ".gitattributes")
+        # kept: the public DVC remote's objects, which `release` adds to
+        result.deleted = sorted(p for p in set(remote) - local if not _kept(p))
         plan = [b for b in batches(todo, commit_bytes, commit_files) if b]
         if result.deleted and not (plan and plan[-1][0].path_in_repo in LAST):
             plan.append([])  # the removals go in the last commit
@@ -306,7 +331,7 @@ class _Upload:
         """The branch holds exactly the release, or PublishError (and no tag)."""
         remote = self._tree(head)
         wrong = [f.path_in_repo for f in self.result.files if not self._same(f, remote.get(f.path_in_repo))]
-        extra = sorted(set(remote) - {f.path_in_repo for f in self.result.files} - {".gitattributes"})
+        extra = sorted(p for p in set(remote) - {f.path_in_repo for f in self.result.files} if not _kept(p))
         if wrong or extra:
             raise PublishError(f"{self.repo_id}: after uploading, main at {head} does not hold the release "
                                f"(differing: {wrong[:5]}, extra: {extra[:5]}); nothing was tagged")

@@ -149,7 +149,8 @@ def build_release(release_dir: Path, version: str, params: Mapping, previous=Non
     repo_id = params.get("hub_repo_id")
     template = (Path(root) / config.CARD_TEMPLATE).read_text()
     readme = card.render(template, manifest=manifest, models=rows, schemas=schemas, excluded=excluded,
-                         previous=prev, repo_id=repo_id, year=params.get("year"))
+                         previous=prev, repo_id=repo_id, year=params.get("year"),
+                         source_repository=params.get("source_repository"))
     atomic_write_text(release_dir / "README.md", readme)
     repo_id = repo_id or card.DEFAULT_REPO_ID
     atomic_write_text(release_dir / "CITATION.cff", citation.citation_cff(

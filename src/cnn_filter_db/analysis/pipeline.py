@@ -18,6 +18,7 @@ import numpy as np
 
 from ..errors import AnalysisError
 from ..params import RunOptions
+from ..progress import bar as progress_bar
 from . import drift, report
 from .basis import Basis, BasisReducer
 from .engine import Context, make_engine, measure, pass_hist, pass_layers, pass_range, shard_items
@@ -221,7 +222,8 @@ def _pass1(engine, items, ctx: Context, labels: Labels):
         metrics[row] = m
         moments[row] = mom
 
-    for res in engine.map(pass_layers, items, ctx):
+    for res in progress_bar(engine.map(pass_layers, items, ctx), total=len(items), unit="shard",
+                            desc="analyze 1/3: per-layer measures"):
         n_rows += res["filters"]
         for row, m, mom in zip(res["rows"].tolist(), res["metrics"], res["moments"]):
             store(row, m, mom)
@@ -248,7 +250,8 @@ def _pass1(engine, items, ctx: Context, labels: Labels):
 def _pass2(engine, items, ctx: Context, n_layers: int):
     lo = np.full(n_layers, np.inf)
     hi = np.full(n_layers, -np.inf)
-    for res in engine.map(pass_range, items, ctx):
+    for res in progress_bar(engine.map(pass_range, items, ctx), total=len(items), unit="shard",
+                            desc="analyze 2/3: coefficient ranges"):
         for row, v in res["lo"].items():
             lo[row] = min(lo[row], v)
         for row, v in res["hi"].items():
@@ -274,7 +277,8 @@ def _pass3(engine, items, ctx: Context, labels: Labels, groupings: list[Grouping
     pairs = [_pairs(g, labels) for g in groupings]
     acc = [np.zeros((len(units), k), np.int64) for _, units, _ in pairs]
     acc_half = [np.zeros((len(units), k), np.int64) for _, units, _ in pairs]
-    for res in engine.map(pass_hist, items, ctx):
+    for res in progress_bar(engine.map(pass_hist, items, ctx), total=len(items), unit="shard",
+                            desc="analyze 3/3: histograms"):
         for row, h in res["full"].items():
             half = res["half"].get(row)
             for g, (pair, _, _) in enumerate(pairs):

@@ -12,11 +12,13 @@ import os
 import re
 from pathlib import Path
 
-from .. import catalog_lock, config
-from ..catalog import Entry
-from ..errors import SourceError
+import yaml
+
+from .. import config
+from ..atomic import atomic_write_text
+from ..cache import Cache
+from ..errors import CatalogError, SourceError
 from . import hf, url
-from .cache import Cache
 
 #: Base URL replacing ``https://download.pytorch.org/`` (a mirror, or a local test server).
 TORCHVISION_MIRROR_ENV = "CNN_FILTER_DB_TORCHVISION_MIRROR"
@@ -24,29 +26,69 @@ TORCHVISION_BASE = "https://download.pytorch.org/"
 TIMM_FILENAME = "model.safetensors"  # every timm Hub repository carries its weights under this name
 _HASH_PREFIX = re.compile(r"-([0-9a-f]{6,64})\.[A-Za-z0-9]+$")
 
+HEADER = ("# Weight pins of generated catalog entries, recorded by their first build and verified by\n"
+          "# every later one (`cnn-filter-db catalog lock --check` lists unlocked and stale entries).\n"
+          "# Commit this file. Remove an entry's block to let the next build pin it anew.\n")
 
-def fetch(entry: Entry, cache: Cache, root: Path = Path(".")) -> Path:
+
+def needs_lock(entry) -> bool:
+    """Registry weights named without a sha256 of their own: pinned in catalog/lock.yaml."""
+    s = entry.source
+    return s.kind == "torchvision" or (s.kind == "timm" and s.pretrained_tag is not None and s.sha256 is None)
+
+
+def locked_source(entry) -> str:
+    """What a lock record pins: the registry name of the weights (a changed name = stale)."""
+    s = entry.source
+    if s.kind == "timm":
+        return f"timm://{s.architecture}.{s.pretrained_tag}"
+    return f"torchvision://{s.weights}"
+
+
+def load_lock(root: Path = Path(".")) -> dict[str, dict]:
+    path = Path(root) / config.LOCK_FILE
+    if not path.exists():
+        return {}
+    try:
+        doc = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}
+    except yaml.YAMLError as exc:
+        raise CatalogError([(str(config.LOCK_FILE), "-", f"not valid YAML ({exc})")]) from None
+    models = doc.get("models") or {}
+    if not isinstance(models, dict):
+        raise CatalogError([(str(config.LOCK_FILE), "models", "expected a mapping model_id -> pin")])
+    return models
+
+
+def record(root: Path, model_id: str, pin: dict) -> None:
+    """Add or replace ``model_id``'s pin (written to a temporary name, then renamed)."""
+    models = load_lock(root)
+    models[model_id] = pin
+    text = HEADER + yaml.safe_dump({"models": dict(sorted(models.items()))}, sort_keys=False, width=200)
+    atomic_write_text(Path(root) / config.LOCK_FILE, text)
+
+
+def fetch(entry, cache: Cache, root: Path = Path(".")) -> Path:
     """The entry's weight file in the cache: verified against its pin, or pinned now."""
-    pin = catalog_lock.load_lock(root).get(entry.model_id)
-    if pin is not None and pin.get("source") != catalog_lock.locked_source(entry):
+    pin = load_lock(root).get(entry.model_id)
+    if pin is not None and pin.get("source") != locked_source(entry):
         raise SourceError(f"{entry.model_id}: {config.LOCK_FILE} pins {pin.get('source')}, but the entry names "
-                          f"{catalog_lock.locked_source(entry)}; remove its block from the lock to pin it anew")
+                          f"{locked_source(entry)}; remove its block from the lock to pin it anew")
     if entry.source.kind == "timm":
         path, new_pin = _timm(entry, cache, pin)
     else:
         path, new_pin = _torchvision(entry, cache, pin)
     if pin is None:
-        catalog_lock.record(root, entry.model_id, new_pin)
+        record(root, entry.model_id, new_pin)
     return path
 
 
-def _check(entry: Entry, pin: dict | None, filename: str, got: str) -> None:
+def _check(entry, pin: dict | None, filename: str, got: str) -> None:
     if pin is not None and pin["files"].get(filename) != got:
         raise SourceError(f"{entry.model_id}: {filename} has sha256 {got}, but {config.LOCK_FILE} pins "
                           f"{pin['files'].get(filename)}: the published weights changed")
 
 
-def _timm(entry: Entry, cache: Cache, pin: dict | None) -> tuple[Path, dict]:
+def _timm(entry, cache: Cache, pin: dict | None) -> tuple[Path, dict]:
     from timm.models import get_pretrained_cfg
 
     name = f"{entry.source.architecture}.{entry.source.pretrained_tag}"
@@ -70,11 +112,11 @@ def _timm(entry: Entry, cache: Cache, pin: dict | None) -> tuple[Path, dict]:
         raise SourceError(f"{entry.model_id}: {exc}") from None
     got = path.name  # the cache stores a file under its own sha256
     _check(entry, pin, filename, got)
-    return path, {"source": catalog_lock.locked_source(entry), "repo_id": repo_id, "revision": revision,
+    return path, {"source": locked_source(entry), "repo_id": repo_id, "revision": revision,
                   "files": {filename: got}}
 
 
-def _hub_commit(entry: Entry, repo_id: str, filename: str) -> str:
+def _hub_commit(entry, repo_id: str, filename: str) -> str:
     """The commit the Hub's main branch points at now (its resolve answer names it)."""
     from huggingface_hub import get_hf_file_metadata, hf_hub_url
 
@@ -109,7 +151,7 @@ def torchvision_url(weights: str) -> tuple[str, str]:
     return address, address
 
 
-def _torchvision(entry: Entry, cache: Cache, pin: dict | None) -> tuple[Path, dict]:
+def _torchvision(entry, cache: Cache, pin: dict | None) -> tuple[Path, dict]:
     canonical, address = torchvision_url(entry.source.weights)
     filename = canonical.rsplit("/", 1)[-1]
     if pin is not None:
@@ -118,7 +160,7 @@ def _torchvision(entry: Entry, cache: Cache, pin: dict | None) -> tuple[Path, di
             raise SourceError(f"{entry.model_id}: {config.LOCK_FILE} pins {sorted(pin['files'])}, torchvision "
                               f"now names {filename}")
         try:
-            path = cache.get(sha) or url.download(address, sha, cache)
+            path = cache.get(sha) or url.download_url(address, sha, cache)
         except SourceError as exc:
             raise SourceError(f"{entry.model_id}: {exc}") from None
         return path, pin
@@ -126,11 +168,11 @@ def _torchvision(entry: Entry, cache: Cache, pin: dict | None) -> tuple[Path, di
     if not m:
         raise SourceError(f"{entry.model_id}: {filename} carries no sha256 prefix to check the first download by")
     try:
-        path = url.download(address, None, cache)
+        path = url.download_url(address, None, cache)
     except SourceError as exc:
         raise SourceError(f"{entry.model_id}: {exc}") from None
     if not path.name.startswith(m[1]):
         path.unlink()
         raise SourceError(f"{entry.model_id}: {address} has sha256 {path.name}, which does not start with the "
                           f"prefix {m[1]} its file name promises")
-    return path, {"source": catalog_lock.locked_source(entry), "url": canonical, "files": {filename: path.name}}
+    return path, {"source": locked_source(entry), "url": canonical, "files": {filename: path.name}}

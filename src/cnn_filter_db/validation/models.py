@@ -8,7 +8,7 @@ from the ``layers`` table before the run:
 """
 import great_expectations.expectations as gxe
 
-from cnn_filter_db.catalog import VOCABULARY_FIELDS
+from cnn_filter_db.vocabulary import VOCABULARY_FIELDS
 from cnn_filter_db.config import MODEL_ID_PATTERN
 from cnn_filter_db.dataset.schema import MODELS_SCHEMA
 

@@ -8,7 +8,7 @@ Expectation parameter (filled at run time): ``model_ids``, the model_id column o
 """
 import great_expectations.expectations as gxe
 
-from cnn_filter_db.catalog import CONV_KINDS
+from cnn_filter_db.vocabulary import CONV_KINDS
 from cnn_filter_db.dataset.schema import LAYERS_SCHEMA
 
 KEYS = ["model_id", "layer_id"]

@@ -129,7 +129,7 @@ def test_clean_release_with_manifest_passes(copy_release):
 # --------------------------------------------------------------------------- filters
 
 @pytest.mark.parametrize("value,column", [(np.nan, "non_finite"), (np.inf, "non_finite"), (-np.inf, "non_finite"),
-                                          (5e3, "max_abs")])
+                                          (5e4, "max_abs")])
 def test_bad_weight_value(copy_release, value, column):
     release = copy_release()
     path = shard_of(release, MODEL)

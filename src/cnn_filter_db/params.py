@@ -82,12 +82,13 @@ class ExtractParams:
 class ValidateParams:
     """The ``validate`` group.
 
-    max_abs_weight : a layer whose largest finite |w| reaches this fails (trained 3x3
-        weights are far below it; exploded ones are not).
+    max_abs_weight : a layer whose largest finite |w| reaches this fails (exploded weights).
+        Real trained layers reach the thousands where batch norm was folded into the conv
+        (mediapipe-pose-landmark-full, layer 12: 2,360), so the bound sits above them.
     data_docs : build the Data Docs HTML site beside the JSON results.
     """
 
-    max_abs_weight: float = 1e3
+    max_abs_weight: float = 1e4
     data_docs: bool = True
 
     @classmethod

@@ -1,0 +1,95 @@
+"""The publish validation gate through the command line: ``cnn-filter-db publish`` on a
+release that holds a NaN (its manifest rebuilt to match, so only the content check can
+catch it) exits non-zero and sends no request at all to the Hub. The real validator
+(Great Expectations) runs; the Hub is a local server that counts its requests."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from cnn_filter_db.dataset import schema
+from cnn_filter_db.release import build_release
+
+from echo_server import EchoServer
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+TOKEN = "hf_GateTestTokenNeverSent0123456789"
+REPO = "test-org/cnn-filter-db"
+POLICY = {"redistributable_licenses": ["MIT", "Apache-2.0", "AGPL-3.0"], "hub_repo_id": REPO}
+
+
+def _project(root: Path, dst: Path) -> Path:
+    """A clean git checkout holding what publish reads: params, suites, vocabulary."""
+    dst.mkdir()
+    shutil.copy(root / "params.yaml", dst / "params.yaml")
+    shutil.copytree(root / "validation", dst / "validation", ignore=shutil.ignore_patterns("__pycache__"))
+    (dst / "catalog").mkdir()
+    shutil.copy(root / "catalog" / "vocabulary.yaml", dst / "catalog" / "vocabulary.yaml")
+    (dst / ".gitignore").write_text("dist/\n__pycache__/\n")
+    for args in (["init", "-q", "-b", "main"], ["config", "user.email", "t@example.org"],
+                 ["config", "user.name", "T"], ["add", "."], ["commit", "-qm", "project"]):
+        subprocess.run(["git", "-C", str(dst), *args], check=True)
+    return dst
+
+
+def _release(small_release: Path, dst: Path, root: Path, nan: bool) -> Path:
+    shutil.copytree(small_release, dst)
+    if nan:
+        shard = next((dst / "filters" / "efficientnet-lite0").glob("*.parquet"))
+        table = pq.read_table(shard)
+        w = table.column("weights").combine_chunks().flatten().to_numpy().reshape(-1, 9).copy()
+        w[7, 4] = np.nan
+        col = pa.FixedSizeListArray.from_arrays(pa.array(w.ravel()), 9)
+        table = table.set_column(table.schema.get_field_index("weights"), "weights", col)
+        pq.write_table(table.cast(schema.FILTERS_SCHEMA), shard, **schema.parquet_options(schema.FILTERS_SCHEMA))
+    build_release(dst, "0.1.0", POLICY, root=root)  # the manifest matches the (corrupted) files
+    return dst
+
+
+@pytest.fixture(scope="module")
+def hub():
+    server = EchoServer().start()
+    yield server
+    server.stop()
+
+
+def _publish_cli(project: Path, release: Path, hub: EchoServer, home: Path) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")}
+    env.update(HF_ENDPOINT=hub.url, HF_HOME=str(home), HF_TOKEN=TOKEN, HF_HUB_DISABLE_TELEMETRY="1",
+               PYTHONPATH=str(SRC) + os.pathsep + env.get("PYTHONPATH", ""))
+    return subprocess.run([sys.executable, "-m", "cnn_filter_db.cli", "--root", str(project), "publish",
+                           "--release-dir", str(release), "--repo-id", REPO],
+                          env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_publish_cli_refuses_a_release_holding_a_nan_before_any_request(small_release, root, hub, tmp_path):
+    project = _project(root, tmp_path / "project")
+    release = _release(small_release, tmp_path / "nan" / "cnn-filter-db", root, nan=True)
+    before = len(hub.seen)
+    proc = _publish_cli(project, release, hub, tmp_path / "home")
+    assert proc.returncode == 1, proc.stdout + proc.stderr[-3000:]
+    assert "validation failed, not publishing" in proc.stderr
+    assert hub.seen[before:] == []          # not one request, not even a HEAD
+    assert TOKEN not in proc.stdout + proc.stderr
+
+
+def test_publish_cli_sends_a_clean_release(small_release, root, hub, tmp_path):
+    """The control: the same project and a release without the NaN passes the gate and
+    goes to the Hub (this one refuses every request, so publishing then fails with 401)."""
+    project = _project(root, tmp_path / "project")
+    release = _release(small_release, tmp_path / "clean" / "cnn-filter-db", root, nan=False)
+    before = len(hub.seen)
+    proc = _publish_cli(project, release, hub, tmp_path / "home")
+    assert proc.returncode == 1, proc.stdout + proc.stderr[-3000:]
+    assert "validation failed" not in proc.stderr
+    assert f"{REPO}: publishing v0.1.0 failed" in proc.stderr and "401" in proc.stderr
+    assert any(f"/api/datasets/{REPO}" in path for _, path, _ in hub.seen[before:])
+    assert TOKEN not in proc.stdout + proc.stderr

@@ -16,7 +16,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from cnn_filter_db.dataset import schema
+from cnn_filter_db.errors import CnnFilterDbError
+from cnn_filter_db.publish import PublishError, _run_validation, publish
 from cnn_filter_db.release import build_release
+from cnn_filter_db.validate import validate_release
 
 from echo_server import EchoServer
 
@@ -93,3 +96,68 @@ def test_publish_cli_sends_a_clean_release(small_release, root, hub, tmp_path):
     assert f"{REPO}: publishing v0.1.0 failed" in proc.stderr and "401" in proc.stderr
     assert any(f"/api/datasets/{REPO}" in path for _, path, _ in hub.seen[before:])
     assert TOKEN not in proc.stdout + proc.stderr
+
+
+# --------------------------------------------------------------------------- the gate in process
+
+class _Result:
+    """The shape of the validator's answer: an object with ``success`` (validate.Result)."""
+
+    def __init__(self, success: bool):
+        self.success = success
+
+    def __str__(self) -> str:
+        return f"Result(success={self.success})"
+
+
+@pytest.mark.parametrize("answer,refused", [
+    (_Result(False), True), (_Result(True), False),
+    (["filters: weights hold NaN"], True), ([], False), (None, False), ((), False),
+])
+def test_validation_gate_reads_each_answer_shape(answer, refused, tmp_path):
+    seen = []
+
+    def hook(path):
+        seen.append(path)
+        return answer
+
+    if refused:
+        with pytest.raises(PublishError, match=r"validation failed, not publishing"):
+            _run_validation(hook, tmp_path)
+    else:
+        assert _run_validation(hook, tmp_path) is None
+    assert seen == [tmp_path]
+    assert _run_validation(None, tmp_path) is None  # no hook: nothing to check
+
+
+def test_validation_gate_names_every_problem_and_raised_errors(tmp_path):
+
+    with pytest.raises(PublishError) as info:
+        _run_validation(lambda p: ["first problem", "second problem"], tmp_path)
+    assert str(info.value) == f"{tmp_path}: validation failed, not publishing:\nfirst problem\nsecond problem"
+    with pytest.raises(PublishError) as info:
+        _run_validation(lambda p: _Result(False), tmp_path)
+    assert str(info.value) == f"{tmp_path}: validation failed, not publishing: Result(success=False)"
+
+    def raising(path):
+        raise CnnFilterDbError("the suite could not run")
+
+    with pytest.raises(PublishError) as info:
+        _run_validation(raising, tmp_path)
+    assert str(info.value) == f"{tmp_path}: validation failed, not publishing:\nthe suite could not run"
+
+
+def test_real_validator_result_stops_publish_in_process(small_release, root, hub, tmp_path):
+    """The real validator's result object (not a list), in the publish function itself."""
+    release = _release(small_release, tmp_path / "nan" / "cnn-filter-db", root, nan=True)
+    results = []
+
+    def validator(path):
+        results.append(validate_release(path, params={"data_docs": False}, root=root))
+        return results[-1]
+
+    before = len(hub.seen)
+    with pytest.raises(PublishError, match="validation failed, not publishing"):
+        publish(release, REPO, token=TOKEN, endpoint=hub.url, validate=validator)
+    assert results[0].success is False
+    assert hub.seen[before:] == []

@@ -2,9 +2,12 @@
 ``layer_stats``), on a hand-made layer with one filter sitting exactly at eps x max|W|."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from cnn_filter_db.analysis.layer import layer_stats
+from cnn_filter_db.analysis.sparsity import row_absmax, sparse_mask, sparsity
 
 
 def _layer() -> np.ndarray:
@@ -50,3 +53,36 @@ def test_threshold_scales_with_the_layer_max():
     w[1, 3] = np.nextafter(np.float32(2.5 * 0.01), np.float32(0))
     metrics, _ = layer_stats(w, out_channels=1, sparsity_eps=0.01)
     assert metrics["sparsity"] == 0.5
+
+
+def test_empty_layer_has_no_sparsity():
+    """No filters: no max, an empty mask and S undefined (NaN), without an exception."""
+    empty = np.zeros((0, 9), np.float32)
+    absmax = row_absmax(empty)
+    assert absmax.shape == (0,) and absmax.dtype == np.float32
+    mask = sparse_mask(absmax, 0.01)
+    assert mask.shape == (0,) and mask.dtype == bool
+    assert math.isnan(sparsity(empty))
+
+
+def test_single_filter_layer_is_never_sparse_unless_zero():
+    one = np.array([[0.0, 0.0, 0.0, 0.0, 1e-30, 0.0, 0.0, 0.0, 0.0]], np.float32)
+    assert sparse_mask(row_absmax(one), 0.01).tolist() == [False]   # its own max: |w| = t / eps > t
+    assert sparsity(one) == 0.0
+    zero = np.zeros((1, 9), np.float32)                             # all zero: t = 1, 0 < 1
+    assert sparse_mask(row_absmax(zero), 0.01).tolist() == [True]
+    assert sparsity(zero) == 1.0
+
+
+def test_row_absmax_is_per_filter_max_of_absolute_values():
+    w = np.array([[-3, 1, 0, 0, 0, 0, 0, 0, 2], [0.5, -0.25, 0, 0, 0, 0, 0, 0, 0]], np.float32)
+    got = row_absmax(w)
+    assert got.tolist() == [3.0, 0.5] and got.dtype == np.float32
+
+
+def test_sparsity_function_counts_strictly_below_threshold():
+    """The module function (not only layer_stats): S = 2 / 4 on the hand-made layer."""
+    assert sparsity(_layer(), eps=0.01) == 0.5
+    assert sparse_mask(row_absmax(_layer()), 0.01).tolist() == [False, False, True, True]
+    # eps is a parameter: at eps = 0.02 the filter at 0.01 is sparse too
+    assert sparsity(_layer(), eps=0.02) == 0.75

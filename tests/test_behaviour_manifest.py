@@ -1,0 +1,60 @@
+"""Reading ``manifest.json``: from a release folder or the file itself, and every bad input
+as one ``ReleaseError`` naming the file (and the field, for a malformed manifest)."""
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+
+from cnn_filter_db.dataset.manifest import read_manifest
+from cnn_filter_db.errors import ReleaseError
+
+SHA_A = hashlib.sha256(b"a").hexdigest()
+
+
+def _manifest(**changes) -> dict:
+    m = {"name": "cnn-filter-db", "version": "0.1.0", "fingerprint": SHA_A, "catalog_sha256": SHA_A,
+         "versions": {"cnn-filter-db": "0.1.0"},
+         "shards": [{"path": "models/train-00000-of-00001.parquet", "sha256": SHA_A, "rows": 3, "bytes": 10}]}
+    m.update(changes)
+    return m
+
+
+def test_read_manifest_from_the_folder_or_the_file(tmp_path):
+    (tmp_path / "manifest.json").write_text(json.dumps(_manifest()))
+    for source in (tmp_path, tmp_path / "manifest.json", str(tmp_path)):
+        m = read_manifest(source)
+        assert (m.version, m.fingerprint, m.shards[0].rows) == ("0.1.0", SHA_A, 3)
+
+
+def test_missing_manifest_names_the_file(tmp_path):
+    with pytest.raises(ReleaseError) as info:
+        read_manifest(tmp_path)
+    assert str(info.value) == f"{tmp_path / 'manifest.json'}: no manifest (the release stage writes it)"
+
+
+def test_unreadable_manifest_names_the_file(tmp_path):
+    (tmp_path / "manifest.json").write_bytes(b"\xff\xfe not utf-8 \xff")
+    with pytest.raises(ReleaseError) as info:
+        read_manifest(tmp_path)
+    assert str(info.value).startswith(f"{tmp_path / 'manifest.json'}: cannot be read: ")
+
+
+def test_invalid_json_names_the_file(tmp_path):
+    (tmp_path / "manifest.json").write_text('{"name": "cnn-filter-db",')
+    with pytest.raises(ReleaseError) as info:
+        read_manifest(tmp_path)
+    assert str(info.value).startswith(f"{tmp_path / 'manifest.json'}: not valid JSON (")
+
+
+def test_malformed_manifest_names_the_file_and_the_field(tmp_path):
+    (tmp_path / "manifest.json").write_text(json.dumps(_manifest(fingerprint="not-a-hash")))
+    with pytest.raises(ReleaseError) as info:
+        read_manifest(tmp_path)
+    msg = str(info.value)
+    assert msg.startswith(f"{tmp_path / 'manifest.json'}: malformed manifest: fingerprint: ")
+    (tmp_path / "manifest.json").write_text(json.dumps(_manifest(shards=[{"path": "../x.parquet", "sha256": SHA_A,
+                                                                           "rows": 1, "bytes": 1}])))
+    with pytest.raises(ReleaseError, match=r"manifest.json: malformed manifest: shards\.0\.path: "):
+        read_manifest(tmp_path)

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from cnn_filter_db.dataset.manifest import read_manifest
+from cnn_filter_db.dataset.manifest import check_manifest, read_manifest
 from cnn_filter_db.errors import ReleaseError
 
 SHA_A = hashlib.sha256(b"a").hexdigest()
@@ -58,3 +58,31 @@ def test_malformed_manifest_names_the_file_and_the_field(tmp_path):
                                                                            "rows": 1, "bytes": 1}])))
     with pytest.raises(ReleaseError, match=r"manifest.json: malformed manifest: shards\.0\.path: "):
         read_manifest(tmp_path)
+
+
+def _release(tmp_path):
+    """A release folder by hand: one models shard (any bytes: only its hash matters here)."""
+    shard = tmp_path / "models" / "train-00000-of-00001.parquet"
+    shard.parent.mkdir(parents=True)
+    shard.write_bytes(b"shard bytes")
+    sha = hashlib.sha256(b"shard bytes").hexdigest()
+    fp = hashlib.sha256(sha.encode()).hexdigest()  # one shard: sha256 of its sha256 alone
+    (tmp_path / "manifest.json").write_text(json.dumps(_manifest(
+        fingerprint=fp, shards=[{"path": "models/train-00000-of-00001.parquet", "sha256": sha, "rows": 1,
+                                 "bytes": len(b"shard bytes")}])))
+    return tmp_path
+
+
+def test_check_manifest_accepts_a_matching_folder_and_names_a_stray_file(tmp_path):
+    release = _release(tmp_path)
+    assert check_manifest(release) == []
+    (release / "stray.txt").write_text("not in the manifest")
+    assert check_manifest(release) == [f"{release / 'stray.txt'}: not listed in manifest.json"]
+
+
+def test_check_manifest_reports_a_malformed_manifest_as_one_problem(tmp_path):
+    release = _release(tmp_path)
+    (release / "manifest.json").write_text(json.dumps(_manifest(version=3)))
+    problems = check_manifest(release)
+    assert len(problems) == 1
+    assert problems[0].startswith(f"{release / 'manifest.json'}: malformed manifest: version: ")

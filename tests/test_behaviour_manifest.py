@@ -86,3 +86,22 @@ def test_check_manifest_reports_a_malformed_manifest_as_one_problem(tmp_path):
     problems = check_manifest(release)
     assert len(problems) == 1
     assert problems[0].startswith(f"{release / 'manifest.json'}: malformed manifest: version: ")
+
+
+def test_check_manifest_names_every_missing_file_and_a_stray_shard(tmp_path):
+    release = _release(tmp_path)
+    m = json.loads((release / "manifest.json").read_text())
+    m["files"] = {"README.md": SHA_A, "CITATION.cff": SHA_A}   # listed, never written
+    (release / "manifest.json").write_text(json.dumps(m))
+    stray = release / "layers" / "train-00000-of-00001.parquet"  # a shard on disk, not listed
+    stray.parent.mkdir()
+    stray.write_bytes(b"other shard")
+    problems = check_manifest(release)
+    assert f"{release / 'CITATION.cff'}: listed in manifest.json but missing" in problems
+    assert f"{release / 'README.md'}: listed in manifest.json but missing" in problems
+    assert f"{stray}: not listed in manifest.json" in problems
+    # the fingerprint of both shards on disk, sorted (hashlib), differs from the recorded one
+    both = sorted(hashlib.sha256(b).hexdigest() for b in (b"shard bytes", b"other shard"))
+    recomputed = hashlib.sha256("\n".join(both).encode()).hexdigest()
+    assert f"{release / 'manifest.json'}: fingerprint {m['fingerprint']} does not match the shards ({recomputed})" in problems
+    assert len(problems) == 4

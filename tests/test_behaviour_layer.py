@@ -1,0 +1,38 @@
+"""The per-layer helpers of ``analysis/layer.py`` that the eigen-image basis uses:
+shape normalisation (each filter over its own max |w|, in float64) and the moments row."""
+from __future__ import annotations
+
+import numpy as np
+
+from cnn_filter_db.analysis.layer import MOMENTS_LEN, moments, shape_normalise
+
+
+def test_shape_normalise_divides_each_filter_by_its_max_abs_in_float64():
+    w = np.array([[0.5, -0.25, 0, 0, 0, 0, 0, 0, 0.1],     # max |w| 0.5 (< 1: still divided)
+                  [-3, 1.5, 0, 0, 0, 0, 0, 0, 0],          # max |w| 3 from a negative weight
+                  [0] * 9], np.float32)                     # all zero: stays zero
+    out = shape_normalise(w)
+    assert out.dtype == np.float64 and out.shape == (3, 9)
+    w64 = w.astype(np.float64)
+    np.testing.assert_array_equal(out[0], w64[0] / w64[0, 0])
+    np.testing.assert_array_equal(out[1], w64[1] / 3.0)
+    np.testing.assert_array_equal(out[2], np.zeros(9))
+    assert np.abs(out[:2]).max(axis=1).tolist() == [1.0, 1.0]
+
+
+def test_shape_normalise_takes_given_maxima_and_empty_layers():
+    w = np.array([[2, -4, 0, 0, 0, 0, 0, 0, 0]], np.float32)
+    np.testing.assert_array_equal(shape_normalise(w, np.array([8.0])), w.astype(np.float64) / 8.0)
+    empty = shape_normalise(np.zeros((0, 9), np.float32))
+    assert empty.shape == (0, 9) and empty.dtype == np.float64
+
+
+def test_moments_row_by_hand():
+    f = np.array([[1, 0, 0, 0, 0, 0, 0, 0, 0], [1, 2, 0, 0, 0, 0, 0, 0, 0]], np.float64)
+    m = moments(f)
+    assert m.shape == (MOMENTS_LEN,) == (91,)
+    assert m[0] == 2
+    assert m[1:10].tolist() == [2, 2, 0, 0, 0, 0, 0, 0, 0]
+    gram = m[10:].reshape(9, 9)
+    assert gram[0, 0] == 2 and gram[0, 1] == gram[1, 0] == 2 and gram[1, 1] == 4
+    assert np.count_nonzero(gram) == 4

@@ -105,3 +105,22 @@ def test_check_manifest_names_every_missing_file_and_a_stray_shard(tmp_path):
     recomputed = hashlib.sha256("\n".join(both).encode()).hexdigest()
     assert f"{release / 'manifest.json'}: fingerprint {m['fingerprint']} does not match the shards ({recomputed})" in problems
     assert len(problems) == 4
+
+
+def test_malformed_manifest_lists_every_field_and_the_reason(tmp_path):
+    (tmp_path / "manifest.json").write_text("[]")
+    with pytest.raises(ReleaseError) as info:
+        read_manifest(tmp_path)
+    assert str(info.value) == (f"{tmp_path / 'manifest.json'}: malformed manifest: "
+                               "(top): Input should be a valid dictionary or instance of Manifest")
+    (tmp_path / "manifest.json").write_text(json.dumps({"name": "cnn-filter-db", "version": "0.1.0"}))
+    with pytest.raises(ReleaseError) as info:
+        read_manifest(tmp_path)
+    assert str(info.value) == (f"{tmp_path / 'manifest.json'}: malformed manifest: fingerprint: Field required; "
+                               "catalog_sha256: Field required; versions: Field required; shards: Field required")
+    bad_path = _manifest(shards=[{"path": "../x.parquet", "sha256": SHA_A, "rows": 1, "bytes": 1}])
+    (tmp_path / "manifest.json").write_text(json.dumps(bad_path))
+    with pytest.raises(ReleaseError) as info:
+        read_manifest(tmp_path)
+    assert "shards.0.path: " in str(info.value)
+    assert "'../x.parquet': not a path inside the release folder" in str(info.value)

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from cnn_filter_db.dataset.manifest import check_manifest, read_manifest
+from cnn_filter_db.dataset.manifest import check_manifest, read_manifest, write_manifest
 from cnn_filter_db.errors import ReleaseError
 
 SHA_A = hashlib.sha256(b"a").hexdigest()
@@ -124,3 +124,14 @@ def test_malformed_manifest_lists_every_field_and_the_reason(tmp_path):
         read_manifest(tmp_path)
     assert "shards.0.path: " in str(info.value)
     assert "'../x.parquet': not a path inside the release folder" in str(info.value)
+
+
+def test_write_manifest_refuses_a_malformed_one_naming_the_file(tmp_path):
+    with pytest.raises(ReleaseError) as info:
+        write_manifest(tmp_path, _manifest(fingerprint="f"))
+    assert str(info.value).startswith(f"{tmp_path / 'manifest.json'}: malformed manifest: fingerprint: ")
+    assert not (tmp_path / "manifest.json").exists()
+    path = write_manifest(tmp_path, _manifest())
+    assert path == tmp_path / "manifest.json"
+    assert json.loads(path.read_text()) == _manifest()   # written as given (keys sorted, same values)
+    assert path.read_text().endswith("}\n") and '\n  "catalog_sha256"' in path.read_text()

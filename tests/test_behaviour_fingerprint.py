@@ -59,6 +59,12 @@ def test_manifest_fingerprint_recomputed_from_the_shard_files(copy_release):
     # each shard's recorded sha256 is the file's
     recorded = {s["path"]: s["sha256"] for s in manifest["shards"]}
     assert recorded == {p.relative_to(release).as_posix(): _file_sha256(p) for p in shards}
+    # the other fields: as given, and rows and bytes read with pyarrow and stat
+    assert (manifest["name"], manifest["version"], manifest["catalog_sha256"], manifest["versions"]) == \
+        ("cnn-filter-db", "0.0.1", "0" * 64, {"cnn-filter-db": "test"})
+    for s in manifest["shards"]:
+        assert s["rows"] == pq.ParquetFile(release / s["path"]).metadata.num_rows
+        assert s["bytes"] == (release / s["path"]).stat().st_size
 
 
 def test_changing_one_shard_changes_the_fingerprint_and_check_finds_it(copy_release):

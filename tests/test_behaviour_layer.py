@@ -2,9 +2,13 @@
 shape normalisation (each filter over its own max |w|, in float64) and the moments row."""
 from __future__ import annotations
 
-import numpy as np
+import inspect
 
-from cnn_filter_db.analysis.layer import MOMENTS_LEN, moments, shape_normalise
+import numpy as np
+import pytest
+import yaml
+
+from cnn_filter_db.analysis.layer import MOMENTS_LEN, layer_stats, moments, shape_normalise
 
 
 def test_shape_normalise_divides_each_filter_by_its_max_abs_in_float64():
@@ -36,3 +40,21 @@ def test_moments_row_by_hand():
     gram = m[10:].reshape(9, 9)
     assert gram[0, 0] == 2 and gram[0, 1] == gram[1, 0] == 2 and gram[1, 1] == 4
     assert np.count_nonzero(gram) == 4
+
+
+def test_layer_stats_refuses_a_filter_count_not_matching_the_channels():
+    with pytest.raises(ValueError) as info:
+        layer_stats(np.ones((5, 9), np.float32), 2)
+    assert str(info.value) == "a layer of 5 filters cannot have 2 output channels"
+    with pytest.raises(ValueError, match="a layer of 0 filters cannot have 1 output channels"):
+        layer_stats(np.zeros((0, 9), np.float32), 1)
+
+
+def test_layer_stats_defaults_are_the_params_of_params_yaml(root):
+    """Called without thresholds, layer_stats uses the values params.yaml gives the pipeline."""
+    analyze = yaml.safe_load((root / "params.yaml").read_text())["analyze"]
+    defaults = {k: p.default for k, p in inspect.signature(layer_stats).parameters.items()
+                if p.default is not inspect.Parameter.empty}
+    assert defaults == {"sparsity_eps": analyze["sparsity_eps"], "margin": analyze["random_like_margin"],
+                        "entropy_max": analyze["low_diversity_entropy"],
+                        "sparsity_min": analyze["low_diversity_sparsity"]}

@@ -3,6 +3,7 @@ shape normalisation (each filter over its own max |w|, in float64) and the momen
 from __future__ import annotations
 
 import inspect
+import math
 
 import numpy as np
 import pytest
@@ -58,3 +59,14 @@ def test_layer_stats_defaults_are_the_params_of_params_yaml(root):
     assert defaults == {"sparsity_eps": analyze["sparsity_eps"], "margin": analyze["random_like_margin"],
                         "entropy_max": analyze["low_diversity_entropy"],
                         "sparsity_min": analyze["low_diversity_sparsity"]}
+
+
+def test_two_filter_layer_has_no_normalised_entropy():
+    """TH(2) = 1.2618047 / (1 + exp(-0.88767525 (log2 2 - 2.30436435))) - 0.31050834 = -0.0088 < 0
+    (SPEC's logistic fit), so H / TH is left null; H of two filters is 0."""
+    th2 = 1.2618047 / (1 + math.exp(-0.88767525 * (1 - 2.30436435))) - 0.31050834
+    assert th2 < 0
+    w = np.array([[1, 2, 3, 0, 0, 0, 0, 0, 0], [0, 0, 0, 4, 5, 6, 0, 0, 1]], np.float32)
+    m, _ = layer_stats(w, 1)
+    assert m["variance_entropy_norm"] is None
+    assert abs(m["variance_entropy"]) < 1e-12

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import yaml
 
+from cnn_filter_db.analysis import degeneration
 from cnn_filter_db.analysis.layer import MOMENTS_LEN, layer_stats, moments, shape_normalise
 
 
@@ -70,3 +71,33 @@ def test_two_filter_layer_has_no_normalised_entropy():
     m, _ = layer_stats(w, 1)
     assert m["variance_entropy_norm"] is None
     assert abs(m["variance_entropy"]) < 1e-12
+
+
+def test_degeneration_defaults_are_the_params_of_params_yaml(root):
+    analyze = yaml.safe_load((root / "params.yaml").read_text())["analyze"]
+    defaults = {k: p.default for k, p in inspect.signature(degeneration.flags).parameters.items()
+                if p.default is not inspect.Parameter.empty}
+    assert defaults == {"margin": analyze["random_like_margin"], "entropy_max": analyze["low_diversity_entropy"],
+                        "sparsity_min": analyze["low_diversity_sparsity"]}
+
+
+def test_layer_stats_passes_each_threshold_to_the_flags():
+    """Gaussian noise, 64 filters: H is near TH(64) (about 0.92); flags by hand from H, S and
+    the literal logistic fit, for thresholds that put each flag on either side."""
+    w = np.random.default_rng(7).standard_normal((64, 9)).astype(np.float32)
+    th64 = 1.2618047 / (1 + math.exp(-0.88767525 * (6 - 2.30436435))) - 0.31050834
+    base, _ = layer_stats(w, 8)
+    h, s = base["variance_entropy"], base["sparsity"]
+    assert 0.5 < h < 1.0 and s == 0.0
+    cases = [
+        (dict(margin=1.0), True, False),                             # h >= th - 1: random-like
+        (dict(margin=-1.0), False, False),                           # h >= th + 1: impossible
+        (dict(margin=-1.0, entropy_max=2.0, sparsity_min=0.0), False, True),   # low diversity now
+        (dict(margin=-1.0, entropy_max=2.0, sparsity_min=0.5), False, False),  # S = 0 < 0.5
+        (dict(margin=-1.0, entropy_max=0.1, sparsity_min=0.0), False, False),  # H >= 0.1
+    ]
+    for kwargs, random_like, low in cases:
+        m, _ = layer_stats(w, 8, **kwargs)
+        assert (m["is_random_like"], m["is_low_diversity_sparse"], m["is_degenerate"]) == \
+            (random_like, low, random_like or low), kwargs
+        assert m["is_random_like"] == (h >= th64 - kwargs["margin"])

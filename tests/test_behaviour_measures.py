@@ -1,0 +1,45 @@
+"""Boundaries of the layer measures (SPEC.md section 5), on hand-made inputs with expected
+values worked out by hand: orthogonality of two channels, the degeneration flags exactly at
+their thresholds, and the null flags of a layer whose entropy is undefined."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from cnn_filter_db.analysis import degeneration
+from cnn_filter_db.analysis.entropy import random_entropy
+from cnn_filter_db.analysis.orthogonality import orthogonality
+
+
+def test_orthogonality_of_two_output_channels():
+    # c_out = 2, c_in = 1: each channel is one filter; O = 1 - sum|G - I| / (2 * 1)
+    ortho = np.array([[1, 0, 0, 0, 0, 0, 0, 0, 0], [0, 3, 0, 0, 0, 0, 0, 0, 0]], np.float32)
+    assert orthogonality(ortho, 2) == 1.0                       # G = I
+    same = np.array([[1, 1, 0, 0, 0, 0, 0, 0, 0], [2, 2, 0, 0, 0, 0, 0, 0, 0]], np.float32)
+    assert abs(orthogonality(same, 2) - 0.0) < 1e-7              # G = [[1,1],[1,1]]: sum|G-I| = 2
+    # 45 degrees: G_01 = cos 45 = 0.7071...; O = 1 - 2 * 0.7071 / 2
+    diag = np.array([[1, 0, 0, 0, 0, 0, 0, 0, 0], [1, 1, 0, 0, 0, 0, 0, 0, 0]], np.float32)
+    assert abs(orthogonality(diag, 2) - (1 - math.sqrt(0.5))) < 1e-6
+    assert math.isnan(orthogonality(ortho[:1], 1))               # one channel: null
+
+
+def test_random_like_flag_is_inclusive_at_its_threshold():
+    n, margin = 64, 0.02
+    at = random_entropy(n) - margin                 # exactly on the line: H >= TH(n) - margin
+    assert degeneration.flags(at, 0.0, n, margin=margin)["is_random_like"] is True
+    below = math.nextafter(at, 0.0)
+    assert degeneration.flags(below, 0.0, n, margin=margin)["is_random_like"] is False
+
+
+def test_low_diversity_flag_is_strict_in_entropy_inclusive_in_sparsity():
+    f = degeneration.flags(0.5, 0.14, 64, entropy_max=0.5, sparsity_min=0.14)
+    assert f["is_low_diversity_sparse"] is False                # H = 0.5 is not < 0.5
+    f = degeneration.flags(math.nextafter(0.5, 0.0), 0.14, 64, entropy_max=0.5, sparsity_min=0.14)
+    assert f["is_low_diversity_sparse"] is True and f["is_degenerate"] is True   # S = 0.14 >= 0.14
+
+
+def test_flags_are_null_when_entropy_is_undefined():
+    nulls = {"is_random_like": None, "is_low_diversity_sparse": None, "is_degenerate": None}
+    assert degeneration.flags(None, 0.0, 1) == nulls
+    assert degeneration.flags(float("nan"), 0.5, 1) == nulls

@@ -56,3 +56,17 @@ def test_crop_flip_of_identical_images_differs_between_images():
     # a flipped, unshifted image equals numpy's mirror of the input
     mirror = np.flip(x[0], axis=2)
     assert all(np.array_equal(out[i], mirror) == (_which(x[0], out[i]) == [(PAD, PAD, True)]) for i in range(16))
+
+
+def test_crop_flip_default_padding_is_four_pixels():
+    """The CIFAR recipe's crop: 4 pixels of padding by default (offsets 0..8), and over 200
+    images every one of the 9 x 9 offsets' extremes is reached (0 and 8 in both axes)."""
+    n = 200
+    x = np.arange(1, n * 1 * 10 * 10 + 1, dtype=np.float32).reshape(n, 1, 10, 10)
+    out = crop_flip(torch.from_numpy(x.copy()), torch.Generator().manual_seed(5)).numpy()
+    views = []
+    for i in range(n):
+        found = _which(x[i], out[i])
+        assert len(found) == 1, f"image {i}: not a window of the 4-pixel padded input"
+        views.append(found[0])
+    assert {dy for dy, _, _ in views} == set(range(9)) and {dx for _, dx, _ in views} == set(range(9))

@@ -4,6 +4,7 @@ their thresholds, and the null flags of a layer whose entropy is undefined."""
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 
@@ -43,3 +44,25 @@ def test_flags_are_null_when_entropy_is_undefined():
     nulls = {"is_random_like": None, "is_low_diversity_sparse": None, "is_degenerate": None}
     assert degeneration.flags(None, 0.0, 1) == nulls
     assert degeneration.flags(float("nan"), 0.5, 1) == nulls
+
+
+def _th(n: float) -> float:
+    """SPEC's logistic fit, written out: 1.2618047 / (1 + exp(-0.88767525 (log2 n - 2.30436435))) - 0.31050834."""
+    return 1.2618047 / (1 + math.exp(-0.88767525 * (math.log2(n) - 2.30436435))) - 0.31050834
+
+
+def test_random_entropy_of_one_n_is_a_float_and_of_many_an_array():
+    got = random_entropy(64)
+    assert type(got) is float and abs(got - _th(64)) < 1e-12
+    many = random_entropy(np.array([2, 9, 64, 4096]))
+    assert isinstance(many, np.ndarray) and many.shape == (4,)
+    np.testing.assert_allclose(many, [_th(2), _th(9), _th(64), _th(4096)], rtol=0, atol=1e-12)
+    one = random_entropy(np.array([64]))
+    assert isinstance(one, np.ndarray) and one.shape == (1,)
+
+
+def test_random_entropy_of_zero_filters_is_the_fit_floor_without_warnings():
+    """log2 0 = -inf, so the logistic term is 0 and TH(0) = -0.31050834, quietly."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert random_entropy(0) == -0.31050834

@@ -97,7 +97,9 @@ def build(release: Path, n_filters: float, seed: int = 0) -> int:
                        "format": "onnx" if i % 2 else "pytorch", "task": TASKS[i % len(TASKS)],
                        "visual_category": CATEGORIES[i % len(CATEGORIES)] if trained else "none",
                        "training_dataset": DATASETS[i % len(DATASETS)] if trained else "none",
-                       "pretraining_dataset": "none", "trained": trained, "license": "MIT",
+                       "pretraining_dataset": "none", "trained": trained,
+                       "training": "pretrained" if trained else "initialisation", "training_steps": None,
+                       "random_like_share": None, "near_initialisation": False, "license": "MIT",
                        "training_data_license": "unknown", "paper": None, "accuracy": None, "accuracy_metric": None,
                        "accuracy_split": None, "validation_accuracy": None, "n_layers": len(layers), "n_filters": n,
                        "catalog_sha256": "0" * 64, "framework_versions": "{}"})
@@ -123,7 +125,7 @@ def child_scan(release: str) -> dict:
 
 
 def child_analyze(release: str, reports: str, params: str) -> dict:
-    from cnn_filter_db.analysis import analyze
+    from cnn_filter_db.analysis.pipeline import analyze
 
     t, cpu = time.perf_counter(), time.process_time()
     summary = analyze(release, reports, json.loads(params))

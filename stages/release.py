@@ -4,4 +4,4 @@ import sys
 from cnn_filter_db.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main(["release", "--build-only", *sys.argv[1:]]))
+    sys.exit(main(["release", "--build-only", "--metrics", "reports/summary.json", *sys.argv[1:]]))

@@ -1,4 +1,4 @@
-"""DVC stage validate: run the expectation suites of validation/ on the release folder.
+"""DVC stage validate: run the expectation suites (cnn_filter_db/validation/) on the release folder.
 
 The manifest is not written yet at this point of the pipeline (a manifest left from an
 earlier build would be stale): the release stage checks the manifest it writes.

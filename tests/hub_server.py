@@ -2,30 +2,49 @@
 ``huggingface_hub`` and ``datasets`` use to publish and to load a dataset at a revision.
 
 Made for the publish and pinning tests: it runs on 127.0.0.1 in a thread of the test
-process, keeps its repositories in a folder (file contents as content-addressed blobs,
-commits, branches and tags as JSON), and serves:
+process, keeps its repositories in a folder (regular files as git blobs, large files as
+LFS objects keyed by sha256, commits, branches and tags as JSON), and serves:
 
 - ``POST /api/repos/create`` and ``POST /api/validate-yaml`` (README front matter must be
   a YAML mapping);
 - ``GET /api/{type}s/{repo}`` and ``.../revision/{rev}`` (repo info with ``sha``,
   ``siblings`` and ``cardData``), ``.../refs``, ``.../tree/{rev}[/{path}]``,
-  ``POST .../paths-info/{rev}``;
-- ``POST .../preupload/{rev}`` and ``POST .../commit/{rev}`` (NDJSON: header, inline
-  base64 ``file``, ``deletedFile``, ``deletedFolder``; ``parentCommit`` is checked);
+  ``POST .../paths-info/{rev}``; a large file's entry carries its ``lfs`` object
+  (``oid`` = sha256, ``size``, ``pointerSize``) and its real size, its ``oid`` is the git
+  id of its pointer, as on the Hub;
+- ``POST .../preupload/{rev}``: ``lfs`` for binary files (a NUL byte in the sample),
+  files over 10 MB and paths the repo's ``.gitattributes`` sends to LFS, else ``regular``;
+- the Git LFS batch API, basic transfer: ``POST /{datasets/}{repo}.git/info/lfs/objects/batch``
+  answers, per object, an ``upload`` action (a signed URL on a separate *storage* server,
+  another origin, like S3) and a ``verify`` action back on the Hub, or no action when the
+  repo already stores the object; ``PUT`` on storage checks the sha256 and size before the
+  object exists; ``POST .../objects/verify`` checks it is there;
+- ``POST .../commit/{rev}`` (NDJSON: header, inline base64 ``file``, ``lfsFile`` pointers
+  to stored objects, ``deletedFile``, ``deletedFolder``; ``parentCommit`` is checked);
 - ``POST .../tag/{rev}`` (409 when the tag exists) and ``DELETE .../tag/{tag}``;
-- ``GET``/``HEAD /{datasets/}{repo}/resolve/{rev}/{path}`` with ``ETag``, ``X-Repo-Commit``,
+- ``GET``/``HEAD /{datasets/}{repo}/resolve/{rev}/{path}``: a regular file is served
+  directly; a large file answers 302 to a signed storage URL with ``X-Linked-Etag``
+  (sha256) and ``X-Linked-Size``, as the Hub does. Both serve ``ETag``, ``X-Repo-Commit``,
   ``Content-Length``, ``Accept-Ranges`` and single ``Range`` requests (206).
 
 Errors carry ``X-Error-Code`` (RepoNotFound, RevisionNotFound, EntryNotFound) and
 ``X-Error-Message`` as the Hub does, so the client raises its usual exception types.
-Writes require ``Authorization: Bearer <token>`` when the server is given a token.
+Writes require ``Authorization: Bearer <token>`` when the server is given a token; a
+``read_token`` is accepted for reads and refused for writes (403). Errors about
+credentials echo the Authorization header they received, so a test can prove that the
+client scrubs the token from what it prints.
+
+For tests of failures and measurements: ``received`` lists (server, method, path, bytes of
+body) of every request; ``fail_commits`` makes the next commit(s) answer an error;
+``after_commit`` runs hooks after each commit (another client's tag, say);
+``hold_uploads(after=n)`` stops the storage server before reading the body of the
+upload after the n-th, until released (a test kills the client meanwhile).
 
 What it does NOT cover, honestly:
 
-- large-file uploads: preupload always answers ``uploadMode: "regular"`` so every file
-  travels inline in the commit; a ``lfsFile`` line is refused with 422. The Git LFS batch
-  API and Xet storage (what the real Hub picks for Parquet files) are not implemented, so
-  the large-file branch of ``huggingface_hub`` is not exercised by these tests;
+- Xet storage (what ``huggingface_hub`` uses when ``hf_xet`` is installed): the tests
+  set ``HF_HUB_DISABLE_XET=1`` so the client takes the LFS path served here;
+- the LFS ``multipart`` transfer (the batch API always chooses ``basic``);
 - pull requests, ``refs/convert/parquet``, gated or private repos, the dataset viewer,
   ``expand`` fields beyond ``lastCommit``, pagination (every listing is one page), commit
   history listing, and any notion of users or organisations.
@@ -33,20 +52,25 @@ What it does NOT cover, honestly:
 from __future__ import annotations
 
 import base64
+import fnmatch
 import hashlib
+import hmac
 import json
+import secrets
 import shutil
 import threading
 import time
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import yaml
 
 REPO_TYPES = ("model", "dataset", "space")
-GITATTRIBUTES = b"*.parquet filter=lfs diff=lfs merge=lfs -text\n"
+GITATTRIBUTES = b"*.parquet filter=lfs diff=lfs merge=lfs -text\n*.png filter=lfs diff=lfs merge=lfs -text\n"
+LFS_SIZE_LIMIT = 10 * 1000 * 1000  # the Hub sends files above 10 MB to LFS whatever they hold
+LFS_JSON = "application/vnd.git-lfs+json"
 
 
 def git_blob_oid(data: bytes) -> str:
@@ -54,31 +78,46 @@ def git_blob_oid(data: bytes) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
+def lfs_pointer(sha256: str, size: int) -> bytes:
+    return f"version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {size}\n".encode()
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
 
+def _prefix(repo_type: str) -> str:
+    return "" if repo_type == "model" else f"{repo_type}s/"
+
+
 class HubError(Exception):
-    def __init__(self, status: int, message: str, code: str | None = None, extra: dict | None = None):
+    def __init__(self, status: int, message: str, code: str | None = None, extra: dict | None = None,
+                 echo: str = ""):
         super().__init__(message)
-        self.status, self.message, self.code, self.extra = status, message, code, extra or {}
+        self.status, self.message, self.code, self.extra, self.echo = status, message, code, extra or {}, echo
 
 
 class Repo:
-    """One repository: blobs on disk, commits and refs in ``state.json``."""
+    """One repository: git blobs and LFS objects on disk, commits and refs in ``state.json``.
+
+    A commit's files map path -> [git oid, size, sha256 or None]: the git oid of the
+    content (regular) or of the LFS pointer (large file, whose sha256 names the object).
+    """
 
     def __init__(self, folder: Path, repo_type: str, repo_id: str):
         self.folder, self.repo_type, self.repo_id = folder, repo_type, repo_id
         self.blobs = folder / "blobs"
+        self.lfs = folder / "lfs"
         self.state_file = folder / "state.json"
         if self.state_file.exists():
             self.state = json.loads(self.state_file.read_text())
         else:
             self.blobs.mkdir(parents=True, exist_ok=True)
+            self.lfs.mkdir(parents=True, exist_ok=True)
             self.state = {"created": _now(), "commits": {}, "branches": {}, "tags": {}}
             oid = self._put(GITATTRIBUTES)
-            self.state["branches"]["main"] = self._new_commit(None, {".gitattributes": [oid, len(GITATTRIBUTES)]},
-                                                              "initial commit")
+            self.state["branches"]["main"] = self._new_commit(
+                None, {".gitattributes": [oid, len(GITATTRIBUTES), None]}, "initial commit")
             self._save()
 
     def _save(self) -> None:
@@ -94,6 +133,19 @@ class Repo:
             tmp.write_bytes(data)
             tmp.replace(path)
         return oid
+
+    def has_object(self, sha256: str, size: int | None = None) -> bool:
+        path = self.lfs / sha256
+        return path.exists() and (size is None or path.stat().st_size == size)
+
+    def store_object(self, sha256: str, size: int, data: bytes) -> None:
+        """Keep an uploaded LFS object, only when its bytes are what the batch request announced."""
+        if len(data) != size or hashlib.sha256(data).hexdigest() != sha256:
+            raise HubError(400, f"object {sha256}: received {len(data)} bytes whose sha256 differs from the oid "
+                                f"or whose size differs from {size}")
+        tmp = self.lfs / f".{sha256}.{secrets.token_hex(4)}.tmp"
+        tmp.write_bytes(data)
+        tmp.replace(self.lfs / sha256)
 
     def _new_commit(self, parent: str | None, files: dict, title: str) -> str:
         body = json.dumps({"parent": parent, "files": files, "title": title, "t": time.time_ns()}, sort_keys=True)
@@ -117,6 +169,16 @@ class Repo:
     def read(self, oid: str) -> bytes:
         return (self.blobs / oid).read_bytes()
 
+    def content(self, commit: str, path: str) -> bytes:
+        """The bytes a user downloads for ``path`` at ``commit`` (the LFS object, not its pointer)."""
+        oid, _, sha256 = self.files(commit)[path]
+        return (self.lfs / sha256).read_bytes() if sha256 else self.read(oid)
+
+    def lfs_patterns(self, commit: str) -> list[str]:
+        entry = self.files(commit).get(".gitattributes")
+        text = self.read(entry[0]).decode() if entry else ""
+        return [line.split()[0] for line in text.splitlines() if "filter=lfs" in line.split()[1:]]
+
     def commit(self, branch: str, lines: list[dict]) -> str:
         if branch not in self.state["branches"]:
             raise HubError(404, f"Invalid rev id: {branch} (commits go to a branch)", "RevisionNotFound")
@@ -134,7 +196,12 @@ class Repo:
                 if value.get("encoding") != "base64":
                     raise HubError(400, f"unsupported encoding {value.get('encoding')!r}")
                 data = base64.b64decode(value["content"])
-                files[value["path"]] = [self._put(data), len(data)]
+                files[value["path"]] = [self._put(data), len(data), None]
+            elif key == "lfsFile":
+                sha256, size = value.get("oid"), value.get("size")
+                if value.get("algo") != "sha256" or not self.has_object(sha256, size):
+                    raise HubError(422, f"{value.get('path')}: LFS object {sha256} ({size} bytes) was not uploaded")
+                files[value["path"]] = [self._put(lfs_pointer(sha256, size)), size, sha256]
             elif key == "deletedFile":
                 if files.pop(value["path"], None) is None:
                     raise HubError(404, f"File not found: {value['path']}", "EntryNotFound")
@@ -142,8 +209,6 @@ class Repo:
                 prefix = value["path"].rstrip("/") + "/"
                 for path in [p for p in files if p.startswith(prefix)]:
                     del files[path]
-            elif key == "lfsFile":
-                raise HubError(422, "this test server does not implement large-file (LFS/Xet) uploads")
             else:
                 raise HubError(400, f"unknown commit operation {key!r}")
         oid = self._new_commit(head, files, title)
@@ -206,7 +271,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as httpx expects; every reply sets Content-Length
     server: "_Server"
 
-    def log_message(self, format, *args):  # quiet: the tests read self.server.requests instead
+    def log_message(self, format, *args):  # quiet: the tests read the server's request lists instead
         pass
 
     # ------------------------------------------------------------------ plumbing
@@ -235,45 +300,63 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(body)
 
-    def _json(self, obj, status: int = 200, headers: dict | None = None):
-        self._send(status, json.dumps(obj).encode(), headers)
+    def _json(self, obj, status: int = 200, headers: dict | None = None, content_type="application/json"):
+        self._send(status, json.dumps(obj).encode(), headers, content_type)
 
     def _error(self, exc: HubError):
-        headers = {"X-Error-Message": exc.message}
+        headers = {"X-Error-Message": exc.message.replace("\n", " ")}
         if exc.code:
             headers["X-Error-Code"] = exc.code
-        self._send(exc.status, json.dumps({"error": exc.message, **exc.extra}).encode(), headers)
+        # the echo goes in the body only: clients put the body's message in their exceptions,
+        # while HTTP debug logs show headers (and a real Hub echoes nothing)
+        self._send(exc.status, json.dumps({"error": exc.message + exc.echo, **exc.extra}).encode(), headers)
 
     def _check_write(self):
-        token = self.server.token
-        if token is not None and self.headers.get("Authorization") != f"Bearer {token}":
-            raise HubError(401, "Invalid credentials in Authorization header")
+        hub = self.server.hub
+        got = self.headers.get("Authorization")
+        if hub.token is None or got == f"Bearer {hub.token}":
+            return
+        # the echo is deliberate: it proves that clients scrub what the server says
+        if hub.read_token is not None and got == f"Bearer {hub.read_token}":
+            raise HubError(403, "You don't have the rights to write to this repository (your token is read-only)",
+                           echo=f" (received Authorization: {got})")
+        raise HubError(401, "Invalid credentials in Authorization header", echo=f" (received Authorization: {got})")
 
     def _dispatch(self):
+        hub = self.server.hub
         url = urlsplit(self.path)
         # split the raw path first: revisions arrive URL-quoted (refs%2Fpr%2F1) and must stay one segment
         parts = [unquote(p) for p in url.path.strip("/").split("/")]
         query = {k: v[-1] for k, v in parse_qs(url.query).items()}
-        self.server.requests.append((self.command, url.path))
-        self._raw = self._read_body()  # before taking the lock: a slow upload must not stall readers
+        hub.requests.append((self.command, url.path))
         try:
-            with self.server.state.lock:
-                self._route(parts, query)
+            if self.server.role == "storage" and self.command == "PUT":
+                hub._maybe_hold()
+            self._raw = self._read_body()  # before taking the lock: a slow upload must not stall readers
+            hub.received.append((self.server.role, self.command, url.path, len(self._raw),
+                                 self.headers.get("Authorization")))
+            with hub.state.lock:
+                if self.server.role == "storage":
+                    self._storage(parts, query)
+                else:
+                    self._route(parts, query)
         except HubError as exc:
             self._error(exc)
+        except (ConnectionError, ValueError, OSError):  # a client killed mid-request: nothing is kept
+            self.close_connection = True
 
-    do_GET = do_POST = do_HEAD = do_DELETE = _dispatch
+    do_GET = do_POST = do_HEAD = do_DELETE = do_PUT = _dispatch
 
-    # ------------------------------------------------------------------ routes
+    # ------------------------------------------------------------------ hub routes
     def _route(self, parts: list[str], query: dict):
-        state = self.server.state
+        hub = self.server.hub
+        state = hub.state
         if parts[:1] == ["api"] and parts[1:3] == ["repos", "create"] and self.command == "POST":
             self._check_write()
             body = json.loads(self._body() or b"{}")
             repo_type = body.get("type") or "model"
             repo_id = f"{body['organization']}/{body['name']}" if body.get("organization") else body["name"]
-            prefix = "" if repo_type == "model" else f"{repo_type}s/"
-            url = f"{self.server.base_url}/{prefix}{repo_id}"
+            url = f"{hub.url}/{_prefix(repo_type)}{repo_id}"
             state.create(repo_type, repo_id, url)
             return self._json({"url": url, "name": repo_id, "id": repo_id})
         if parts[:2] == ["api", "validate-yaml"] and self.command == "POST":
@@ -288,16 +371,48 @@ class _Handler(BaseHTTPRequestHandler):
             return self._json({"errors": [], "warnings": []})
         if parts[0] == "api" and len(parts) >= 4 and parts[1].rstrip("s") in REPO_TYPES:
             return self._api(parts[1][:-1], f"{parts[2]}/{parts[3]}", parts[4:], query)
-        # /{datasets/}{ns}/{name}/resolve/{rev}/{path...}
         repo_type = "model"
         if parts and parts[0] in ("datasets", "spaces"):
             repo_type, parts = parts[0][:-1], parts[1:]
+        # /{datasets/}{ns}/{name}.git/info/lfs/objects/{batch,verify}
+        if len(parts) == 6 and parts[1].endswith(".git") and parts[2:5] == ["info", "lfs", "objects"]:
+            repo = state.get(repo_type, f"{parts[0]}/{parts[1][:-4]}")
+            if parts[5] == "batch" and self.command == "POST":
+                return self._lfs_batch(repo)
+            if parts[5] == "verify" and self.command == "POST":
+                self._check_write()
+                body = json.loads(self._body())
+                if not repo.has_object(body["oid"], body["size"]):
+                    raise HubError(404, f"object {body['oid']} ({body['size']} bytes) is not in storage")
+                return self._json({}, content_type=LFS_JSON)
+        # /{datasets/}{ns}/{name}/resolve/{rev}/{path...}
         if len(parts) >= 5 and parts[2] == "resolve" and self.command in ("GET", "HEAD"):
             return self._resolve(state.get(repo_type, f"{parts[0]}/{parts[1]}"), parts[3], "/".join(parts[4:]))
         raise HubError(404, f"no route for {self.command} {self.path}")
 
+    def _lfs_batch(self, repo: Repo):
+        self._check_write()
+        hub = self.server.hub
+        body = json.loads(self._body())
+        if body.get("operation") != "upload" or "basic" not in body.get("transfers", ["basic"]):
+            raise HubError(422, "this server offers the upload operation with the basic transfer only")
+        objects = []
+        for obj in body["objects"]:
+            oid, size = obj["oid"], obj["size"]
+            out = {"oid": oid, "size": size, "authenticated": True}
+            if not repo.has_object(oid, size):  # already stored: no action, the client sends nothing
+                where = f"{repo.repo_type}/{repo.repo_id}/{oid}/{size}"
+                out["actions"] = {
+                    "upload": {"href": f"{hub.storage_url}/upload/{where}?sig={hub.sign(where)}", "expires_in": 3600},
+                    "verify": {"href": f"{hub.url}/{_prefix(repo.repo_type)}{repo.repo_id}.git/info/lfs/objects/verify",
+                               "expires_in": 3600},
+                }
+            objects.append(out)
+        return self._json({"transfer": "basic", "objects": objects, "hash_algo": "sha256"}, content_type=LFS_JSON)
+
     def _api(self, repo_type: str, repo_id: str, rest: list[str], query: dict):
-        repo = self.server.state.get(repo_type, repo_id)
+        hub = self.server.hub
+        repo = hub.state.get(repo_type, repo_id)
         op = rest[0] if rest else ""
         if self.command == "GET" and op in ("", "revision"):
             commit = repo.resolve(rest[1] if op == "revision" else "main")
@@ -326,18 +441,30 @@ class _Handler(BaseHTTPRequestHandler):
             self._check_write()
             commit = repo.resolve(rest[1])
             files = repo.files(commit)
+            patterns = repo.lfs_patterns(commit)
             body = json.loads(self._body())
-            return self._json({"files": [
-                {"path": f["path"], "uploadMode": "regular", "shouldIgnore": False,
-                 "oid": files[f["path"]][0] if f["path"] in files else None}
-                for f in body["files"]]})
+            out = []
+            for f in body["files"]:
+                binary = b"\0" in base64.b64decode(f.get("sample", ""))
+                lfs = binary or f.get("size", 0) > LFS_SIZE_LIMIT or _matches(f["path"], patterns)
+                old = files.get(f["path"])
+                # the oid of a file already there: sha256 for a large file, the git oid otherwise
+                remote = None if old is None else (old[2] or old[0])
+                out.append({"path": f["path"], "uploadMode": "lfs" if lfs else "regular",
+                            "shouldIgnore": False, "oid": remote})
+            return self._json({"files": out})
         if self.command == "POST" and op == "commit":
             self._check_write()
+            status = hub.fail_commits.pop(0) if hub.fail_commits else None
+            if status:
+                raise HubError(status, "Internal Error while committing",
+                               echo=f" (request carried Authorization: {self.headers.get('Authorization')})")
             lines = [json.loads(line) for line in self._body().splitlines() if line.strip()]
             oid = repo.commit(rest[1], lines)
-            prefix = "" if repo_type == "model" else f"{repo_type}s/"
+            for hook in hub.after_commit:
+                hook(repo, oid)
             return self._json({"success": True, "commitOid": oid, "pullRequestUrl": None,
-                               "commitUrl": f"{self.server.base_url}/{prefix}{repo_id}/commit/{oid}"})
+                               "commitUrl": f"{hub.url}/{_prefix(repo_type)}{repo_id}/commit/{oid}"})
         if self.command == "POST" and op == "tag":
             self._check_write()
             repo.tag(rest[1], json.loads(self._body())["tag"])
@@ -351,8 +478,13 @@ class _Handler(BaseHTTPRequestHandler):
     def _info(self, repo: Repo, commit: str, blobs: bool) -> dict:
         files = repo.files(commit)
         siblings = []
-        for path, (oid, size) in sorted(files.items()):
-            siblings.append({"rfilename": path, **({"size": size, "blobId": oid} if blobs else {})})
+        for path, (oid, size, sha256) in sorted(files.items()):
+            extra = {}
+            if blobs:
+                extra = {"size": size, "blobId": oid}
+                if sha256:
+                    extra["lfs"] = {"sha256": sha256, "size": size, "pointerSize": len(lfs_pointer(sha256, size))}
+            siblings.append({"rfilename": path, **extra})
         return {"_id": repo.repo_id, "id": repo.repo_id, "author": repo.repo_id.split("/")[0], "sha": commit,
                 "private": False, "gated": False, "disabled": False, "downloads": 0, "likes": 0, "tags": [],
                 "createdAt": repo.state["created"], "lastModified": repo.state["commits"][commit]["date"],
@@ -365,7 +497,7 @@ class _Handler(BaseHTTPRequestHandler):
         last = {"id": commit, "title": repo.state["commits"][commit]["title"], "date": repo.state["commits"][commit]["date"]}
         out, folders = [], set()
         base = prefix + "/" if prefix else ""
-        for path, (oid, size) in sorted(files.items()):
+        for path, (oid, size, sha256) in sorted(files.items()):
             if not path.startswith(base):
                 continue
             rest = path[len(base):].split("/")
@@ -373,8 +505,10 @@ class _Handler(BaseHTTPRequestHandler):
             for depth in range(1, len(rest) if recursive else min(2, len(rest))):
                 folders.add(base + "/".join(rest[:depth]))
             if recursive or len(rest) == 1:
-                out.append({"type": "file", "oid": oid, "size": size, "path": path,
-                            **({"lastCommit": last} if expand else {})})
+                entry = {"type": "file", "oid": oid, "size": size, "path": path}
+                if sha256:
+                    entry["lfs"] = {"oid": sha256, "size": size, "pointerSize": len(lfs_pointer(sha256, size))}
+                out.append({**entry, **({"lastCommit": last} if expand else {})})
         for folder in sorted(folders):
             oid = hashlib.sha1(f"{commit}:{folder}".encode()).hexdigest()
             out.append({"type": "directory", "oid": oid, "size": 0, "path": folder,
@@ -382,12 +516,22 @@ class _Handler(BaseHTTPRequestHandler):
         return out
 
     def _resolve(self, repo: Repo, rev: str, path: str):
+        hub = self.server.hub
         commit = repo.resolve(rev)
         entry = repo.files(commit).get(path)
         if entry is None:
             raise HubError(404, f"Entry not found: {path}", "EntryNotFound")
-        data = repo.read(entry[0])
-        headers = {"ETag": f'"{entry[0]}"', "X-Repo-Commit": commit, "Accept-Ranges": "bytes"}
+        oid, size, sha256 = entry
+        if sha256:  # a large file: the Hub redirects to signed storage and names the object
+            where = f"{repo.repo_type}/{repo.repo_id}/{sha256}/{size}"
+            return self._send(302, b"", {
+                "Location": f"{hub.storage_url}/object/{where}?sig={hub.sign(where)}",
+                "ETag": f'"{oid}"', "X-Linked-Etag": f'"{sha256}"', "X-Linked-Size": str(size),
+                "X-Repo-Commit": commit})
+        self._serve(repo.read(oid), {"ETag": f'"{oid}"', "X-Repo-Commit": commit})
+
+    def _serve(self, data: bytes, headers: dict):
+        headers = {**headers, "Accept-Ranges": "bytes"}
         rng = self.headers.get("Range")
         if rng and rng.startswith("bytes="):
             start_s, _, end_s = rng[len("bytes="):].partition("-")
@@ -401,55 +545,118 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(206, data[start:end + 1], headers, "application/octet-stream")
         self._send(200, data, headers, "application/octet-stream")
 
+    # ------------------------------------------------------------------ storage routes (another origin)
+    def _storage(self, parts: list[str], query: dict):
+        """``PUT /upload/{type}/{ns}/{name}/{sha256}/{size}`` and ``GET|HEAD /object/...``, signed."""
+        hub = self.server.hub
+        if len(parts) != 6 or parts[0] not in ("upload", "object"):
+            raise HubError(404, f"no route for {self.command} {self.path}")
+        where = "/".join(parts[1:])
+        if not hmac.compare_digest(query.get("sig", ""), hub.sign(where)):
+            raise HubError(403, "signature does not match")
+        repo = hub.state.get(parts[1], f"{parts[2]}/{parts[3]}")
+        sha256, size = parts[4], int(parts[5])
+        if parts[0] == "upload" and self.command == "PUT":
+            repo.store_object(sha256, size, self._body())
+            return self._send(200, b"", {"ETag": f'"{sha256}"'})
+        if parts[0] == "object" and self.command in ("GET", "HEAD"):
+            if not repo.has_object(sha256, size):
+                raise HubError(404, "no such object")
+            return self._serve((repo.lfs / sha256).read_bytes(), {"ETag": f'"{sha256}"'})
+        raise HubError(405, f"{self.command} not allowed here")
+
 
 def _parent(path: str) -> str:
     return path.rsplit("/", 1)[0] if "/" in path else ""
 
 
+def _matches(path: str, patterns: list[str]) -> bool:
+    name = path.rsplit("/", 1)[-1]
+    return any(fnmatch.fnmatch(name if "/" not in p else path, p) for p in patterns)
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
-    state: HubState
-    token: str | None
-    base_url: str
-    requests: list
+    hub: "HubServer"
+    role: str  # "hub" or "storage"
 
 
 class HubServer:
     """Start with ``HubServer(folder).start()``; ``url`` is the endpoint; ``stop()`` ends it.
 
-    ``token``: when given, write requests must carry it as a bearer token (reads are public).
-    ``requests`` lists (method, path) of every request served, for assertions.
+    ``token``: when given, write requests must carry it as a bearer token (reads are public);
+    ``read_token``: a token the server knows but refuses for writes (403).
+    ``requests`` lists (method, path) of every request served by either origin;
+    ``received`` lists (role, method, path, body bytes, Authorization header).
     """
 
-    def __init__(self, folder: Path, token: str | None = None, host: str = "127.0.0.1"):
+    def __init__(self, folder: Path, token: str | None = None, host: str = "127.0.0.1",
+                 read_token: str | None = None):
         self.folder = Path(folder)
-        self._httpd = _Server((host, 0), _Handler)
-        self._httpd.state = HubState(self.folder)
-        self._httpd.token = token
-        self._httpd.requests = []
-        self.url = f"http://{host}:{self._httpd.server_address[1]}"
-        self._httpd.base_url = self.url
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="hub-server", daemon=True)
+        self.token, self.read_token = token, read_token
+        self.state = HubState(self.folder)
+        self.requests: list = []
+        self.received: list = []
+        self.fail_commits: list = []  # what the next commits answer, in order: a status, or None to pass
+        self.after_commit: list = []  # callables (repo, commit) run after each commit, under the lock
+        self._secret = secrets.token_bytes(16)
+        self._hold_after: int | None = None
+        self._puts = 0
+        self._hold_lock = threading.Lock()
+        self.held = threading.Event()
+        self.release = threading.Event()
+        self._servers = []
+        for role in ("hub", "storage"):
+            httpd = _Server((host, 0), _Handler)
+            httpd.hub, httpd.role = self, role
+            self._servers.append(httpd)
+        self.url = f"http://{host}:{self._servers[0].server_address[1]}"
+        self.storage_url = f"http://{host}:{self._servers[1].server_address[1]}"
+        self._threads = [threading.Thread(target=s.serve_forever, name=f"hub-server-{s.role}", daemon=True)
+                         for s in self._servers]
 
-    @property
-    def requests(self) -> list:
-        return self._httpd.requests
+    def sign(self, where: str) -> str:
+        return hmac.new(self._secret, quote(where).encode(), hashlib.sha256).hexdigest()[:32]
 
-    @property
-    def state(self) -> HubState:
-        return self._httpd.state
+    def hold_uploads(self, after: int) -> None:
+        """Let ``after`` more storage uploads through, then hold the next one (before its body
+        is read) until ``release`` is set; ``held`` is set when that happens."""
+        self._puts, self._hold_after = 0, after
+        self.held.clear()
+        self.release.clear()
+
+    def _maybe_hold(self) -> None:
+        with self._hold_lock:
+            if self._hold_after is None:
+                return
+            self._puts += 1
+            hold = self._puts > self._hold_after
+        if hold:
+            self.held.set()
+            self.release.wait(timeout=120)
+            self._hold_after = None
+            raise ConnectionError("held upload released after its client went away")
+
+    def uploaded_objects(self, since: int = 0) -> list[tuple[str, int]]:
+        """(sha256, bytes received) of every storage upload since ``received[since]``."""
+        return [(path.split("/")[-2], n) for role, method, path, n, _ in self.received[since:]
+                if role == "storage" and method == "PUT"]
 
     def start(self) -> "HubServer":
-        self._thread.start()
+        for t in self._threads:
+            t.start()
         return self
 
     def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join(timeout=5)
+        self.release.set()
+        for s in self._servers:
+            s.shutdown()
+            s.server_close()
+        for t in self._threads:
+            t.join(timeout=5)
 
     def wipe(self) -> None:
         """Forget every repository (for a test that needs an empty hub)."""
-        with self._httpd.state.lock:
-            self._httpd.state._repos.clear()
+        with self.state.lock:
+            self.state._repos.clear()
             shutil.rmtree(self.folder, ignore_errors=True)

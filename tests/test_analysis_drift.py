@@ -94,10 +94,51 @@ def test_uniforms_are_deterministic_uniform_and_depend_on_the_layer():
     np.testing.assert_array_equal(u[1234:5678], drift.uniforms(key, out_c[1234:5678], in_c[1234:5678]))
 
 
-def test_keep_probabilities():
-    p, m = drift.keep_probabilities(np.array([100, 400, 0, 1000]))
-    assert m == 100
-    np.testing.assert_allclose(p, [1.0, 0.25, 1.0, 0.1])
-    p, m = drift.keep_probabilities(np.array([100, 400]), size_n=200)
-    assert m == 200
-    np.testing.assert_allclose(p, [1.0, 0.5])
+def test_size_controlled_draws_contain_their_median_and_shrink_with_m():
+    rng = np.random.default_rng(3)
+    # 5 models in 2 groups; group 1 is a shifted copy of group 0's distribution
+    unit_hists = [rng.poisson(50, size=(3, 9, 20)).astype(np.int64), rng.poisson(50, size=(2, 9, 20)).astype(np.int64)]
+    unit_hists[1][:, :, :5] += 40
+    idx = [np.array([0, 1, 2]), np.array([3, 4])]
+    w = drift.poisson_weights(5, 400, seed=1, stream=1)
+    weights = np.full(9, 1 / 9)
+    draws = drift.subsample_drift(unit_hists, idx, w, 300, 0.1, weights, EPS, seed=0)
+    assert draws.shape == (400, 2, 2)
+    med = drift.median_of(draws)
+    lo, hi, _ = drift.interval(draws, 0.95)
+    assert lo[0, 1] <= med[0, 1] <= hi[0, 1] and lo[0, 1] < hi[0, 1]
+    np.testing.assert_array_equal(draws, drift.subsample_drift(unit_hists, idx, w, 300, 0.1, weights, EPS, seed=0))
+    # each draw holds exactly m filters a coefficient: D of a group with itself is 0 only in
+    # expectation of the noise; between groups, fewer filters give a larger D (noisier histograms)
+    small = drift.median_of(drift.subsample_drift(unit_hists, idx, w, 30, 0.1, weights, EPS, seed=0))
+    assert small[0, 1] > med[0, 1]
+    # a replicate where a group drew weight 0 for all its models is NaN, and skipped
+    lost = (w[:, :3].sum(1) == 0) | (w[:, 3:].sum(1) == 0)
+    assert np.array_equal(~np.isfinite(draws[:, 0, 1]), lost)
+
+
+def test_model_halves_are_balanced_and_seeded():
+    ids = [f"m{i}" for i in range(7)]
+    h = drift.model_halves(ids, 0)
+    assert sorted(np.bincount(h)) == [3, 4]
+    np.testing.assert_array_equal(h, drift.model_halves(ids, 0))
+    assert not all(np.array_equal(h, drift.model_halves(ids, s)) for s in range(1, 6))
+    assert list(drift.model_halves(["a", "b"], 0)) in ([0, 1], [1, 0])
+
+
+def test_half_split_of_filters_is_about_half_and_stable():
+    out_c = np.repeat(np.arange(100, dtype=np.int32), 100)
+    in_c = np.tile(np.arange(100, dtype=np.int32), 100)
+    key = drift.layer_key(0, "m", 0)
+    a = drift.half_a(key, out_c, in_c)
+    assert abs(a.mean() - 0.5) < 0.02
+    np.testing.assert_array_equal(a[500:900], drift.half_a(key, out_c[500:900], in_c[500:900]))
+
+
+def test_no_evidence_rule():
+    assert drift.no_evidence(0.10, None, 0.2, 0.05)          # below the larger null
+    assert not drift.no_evidence(0.30, None, 0.2, 0.05)
+    assert drift.no_evidence(0.30, 0.15, 0.2, 0.05)          # its interval reaches the null
+    assert not drift.no_evidence(0.30, 0.25, 0.2, 0.05)
+    assert drift.no_evidence(0.2, None, 0.2, None)           # not exceeding = equal counts
+    assert not drift.no_evidence(0.3, None, None, None)      # no null: nothing to compare with

@@ -225,8 +225,11 @@ def test_gaussian_layers_n4096_mean_entropy():
 def test_degeneration_flags_thresholds_are_parameters():
     n = 64
     th = random_entropy(n)
-    assert degeneration.flags(th - 0.019, 0.0, n)["is_random_like"] is True
-    assert degeneration.flags(th - 0.021, 0.0, n)["is_random_like"] is False
+    # margin 0 by default: the authors' threshold itself
+    assert degeneration.flags(th, 0.0, n)["is_random_like"] is True
+    assert degeneration.flags(th - 1e-9, 0.0, n)["is_random_like"] is False
+    assert degeneration.flags(th - 0.019, 0.0, n, margin=0.02)["is_random_like"] is True
+    assert degeneration.flags(th - 0.021, 0.0, n, margin=0.02)["is_random_like"] is False
     assert degeneration.flags(th - 0.021, 0.0, n, margin=0.05)["is_random_like"] is True
     f = degeneration.flags(0.49, 0.14, n)
     assert f["is_low_diversity_sparse"] is True and f["is_degenerate"] is True

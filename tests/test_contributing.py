@@ -25,7 +25,6 @@ def new_root(tmp_path: Path, root: Path) -> Path:
     r = tmp_path / "proj"
     (r / "catalog" / "models").mkdir(parents=True)
     shutil.copy(root / "catalog" / "vocabulary.yaml", r / "catalog")
-    shutil.copytree(root / "validation", r / "validation", ignore=shutil.ignore_patterns("__pycache__"))
     (r / "catalog" / "schema.json").write_text(catalog.render_schema(r))
     catalog.write_index(r)
     return r
@@ -106,3 +105,15 @@ def test_check_reports_only_changed_entries(tmp_path, root, cache_dir):
     cli = subprocess.run([sys.executable, "-m", "cnn_filter_db.cli", "--root", str(r), "catalog", "check",
                           "--changed-since", base, "--cache-dir", str(cache_dir)], capture_output=True, text=True)
     assert cli.returncode == 1 and "facenet-mtcnn-rnet" in cli.stdout and "facenet-mtcnn-onet" not in cli.stdout
+
+
+def test_contributing_states_the_limits_the_loader_applies(root):
+    """CONTRIBUTING.md's list of what is refused quotes the loader's limits: keep them equal."""
+    from cnn_filter_db import config, strict_yaml
+
+    text = (root / "CONTRIBUTING.md").read_text()
+    assert "What a pull request may contain, and what is refused" in text
+    assert f"files over {strict_yaml.MAX_BYTES // 1024} KB" in text
+    assert f"nesting deeper than {strict_yaml.MAX_DEPTH}" in text
+    assert f"integers over {strict_yaml.MAX_INT_DIGITS} digits" in text
+    assert f"`{config.MODEL_ID_PATTERN}`" in text

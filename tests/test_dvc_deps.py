@@ -127,7 +127,7 @@ def test_the_derivation_sees_what_a_stage_imports():
     through cli.cmd_validate; extract reaches the writer and every format reader."""
     _, validate = stage_modules(stages()["validate"])
     assert {f"{PKG}.validate", f"{PKG}.filter_scan", f"{PKG}.dataset.runs", f"{PKG}.params",
-            f"{PKG}.cli", f"{PKG}.catalog"} <= validate
+            f"{PKG}.cli", f"{PKG}.vocabulary"} <= validate
     assert f"{PKG}.analysis.pipeline" not in validate and f"{PKG}.publish" not in validate
     _, extract = stage_modules(stages()["extract"])
     assert {f"{PKG}.dataset.writer", f"{PKG}.formats.onnx", f"{PKG}.formats.tflite", f"{PKG}.sources.pypi"} <= extract

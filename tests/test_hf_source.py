@@ -13,10 +13,9 @@ import pytest
 from huggingface_hub import constants
 from safetensors.numpy import save
 
-from cnn_filter_db.catalog import HfSource
+from cnn_filter_db.cache import Cache
 from cnn_filter_db.errors import SourceError
-from cnn_filter_db.sources.cache import Cache
-from cnn_filter_db.sources.hf import fetch
+from cnn_filter_db.sources.hf import HfSource, fetch
 
 FAKE_TOKEN = "hf_" + "AbCdEfGhIjKlMnOpQrStUvWxYz0123456789"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"

@@ -12,9 +12,10 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+import yaml
 
 from cnn_filter_db import catalog, formats
-from cnn_filter_db.catalog import Entry, parse_entry
+from cnn_filter_db.catalog import parse_entry
 from cnn_filter_db.config import TRUSTED_PICKLE_ENV
 from cnn_filter_db.errors import CatalogError, FormatError
 from cnn_filter_db.extract import extract_model
@@ -94,8 +95,7 @@ def test_import_value_by_value_and_label_by_label(layout, tmp_path, project):
         assert e.source.sha256 == sha
         assert e.paper == (m.paper if isinstance(m.paper, str) else None)
         assert f"Task={m.task}" in e.notes and f"{LAYOUTS[layout][4]}={m.category}" in e.notes
-        if "set" in Entry.model_fields:
-            assert e.set == "original-v1"
+        assert e.set == "original-v1"
 
         table = pq.read_table(project / "dist" / "cnn-filter-db" / "filters" / mid).to_pydict()
         layers = pq.read_table(project / "build" / "meta" / mid / "layers.parquet").to_pydict()
@@ -174,6 +174,10 @@ def test_original_set_entries_extract_through_the_pipeline_reading_meta_once(tmp
     assert len(report.imported) == 4 and calls == [(path.resolve(), "meta")]
     assert not (project / "dist").exists()  # entries only: the pipeline extracts them
     assert hdf5_original.meta_sidecar(sha, cache).is_file()
+    # every entry is in the set original-v1, which the index lists apart from the default models
+    assert {catalog.load_entry(i, project).set for i in IDS.values()} == {"original-v1"}
+    index = yaml.safe_load((project / "catalog" / "index.yaml").read_text())
+    assert index["models"] == [] and index["sets"] == {"original-v1": sorted(IDS.values())}
 
     # an entry's own sha256 does not unlock the pickled /meta (its author chose file and hash)
     monkeypatch.delenv(TRUSTED_PICKLE_ENV, raising=False)

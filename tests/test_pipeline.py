@@ -53,6 +53,22 @@ def test_dvc_repro_small_catalog_and_incremental_add(tmp_path, root, cache_dir):
     assert sum(s["rows"] for s in manifest["shards"] if s["path"].startswith("filters/")) == \
         sum(m["n_filters"] for m in models)
 
+    # the metrics a person reads: one short file of scalars
+    shown = json.loads(subprocess.run(["dvc", "metrics", "show", "--json"], cwd=repo, env=env, capture_output=True,
+                                      text=True, check=True).stdout)
+    files = {path: data["data"] for rev in shown.values() for path, data in rev["data"].items()}
+    assert list(files) == ["reports/summary.json"]
+    summary = files["reports/summary.json"]
+    assert len(summary) <= 15 and all(isinstance(v, (int, float, bool)) for v in summary.values())
+    assert summary["models"] == len(SMALL) and summary["filters"] == sum(m["n_filters"] for m in models)
+    assert summary["validation_passed"] is True
+
+    # the name users type, from the repository root (the committed link to the release folder)
+    code = ("import datasets, json; d = datasets.load_dataset('cnn-filter-db', 'models', split='train'); "
+            "print(json.dumps(sorted(d['model_id'])))")
+    got = subprocess.run([sys.executable, "-c", code], cwd=repo, env=env, capture_output=True, text=True, check=True)
+    assert json.loads(got.stdout.strip().splitlines()[-1]) == sorted(SMALL)
+
     run(["git", "checkout", "HEAD", "--", f"catalog/models/{ADDED}.yaml"], repo, env)
     run(cli + ["catalog", "index"], repo, env)
     out = run(["dvc", "repro"], repo, env)

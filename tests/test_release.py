@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from cnn_filter_db import card, catalog, load_layer, sources
+from cnn_filter_db import card, catalog, citation, load_layer, sources
 from cnn_filter_db.dataset import schema, writer
 from cnn_filter_db.dataset.manifest import check_manifest
 from cnn_filter_db.license_policy import LicensePolicy, excluded_models
@@ -62,27 +62,98 @@ def test_manifest_matches_files(release):
     shard_sha = sorted(hashlib.sha256((release / s["path"]).read_bytes()).hexdigest() for s in manifest["shards"])
     assert manifest["fingerprint"] == hashlib.sha256("\n".join(shard_sha).encode()).hexdigest()
     assert sorted(manifest["models"]) == sorted(SMALL_MODELS)
-    assert set(manifest["files"]) == {"README.md", "CITATION.cff"}
+    assert set(manifest["files"]) == {"README.md", "CITATION.cff", "croissant.json"}
     assert manifest["versions"]["cnn-filter-db"] and manifest["versions"]["pyarrow"]
     assert manifest["excluded_models"] == {}
     assert check_manifest(release) == []
 
 
-def test_card_front_matter_matches_schemas(release):
-    text = (release / "README.md").read_text()
-    meta = card.read_front_matter(text)
-    assert meta["license"] == "cc-by-sa-4.0"
+def test_card_metadata_loaded_with_huggingface_hub(release):
+    from huggingface_hub import DatasetCard
+
+    loaded = DatasetCard.load(release / "README.md", repo_type="dataset")
+    meta = loaded.data.to_dict()
+    models = pq.read_table(release / "models").to_pylist()
+    # no single licence that some rows contradict: "other", naming the per-model table
+    assert {r["license"] for r in models} >= {"AGPL-3.0", "MIT"}  # the rows do carry several
+    assert meta["license"] == "other" and meta["license_name"] == "per-model-licences"
+    assert meta["license_link"].endswith("/datasets/test-org/cnn-filter-db/blob/v0.1.0/README.md#licences")
     assert meta["pretty_name"] == "CNN Filter DB"
     assert meta["size_categories"] == ["100K<n<1M"]  # 250,928 + ... filters
     configs = {c["config_name"]: c for c in meta["configs"]}
     assert configs["filters"]["default"] is True
     assert configs["filters"]["data_files"] == [{"split": "train", "path": "filters/*/*.parquet"}]
-    assert set(configs) == {"filters", "layers", "models"}  # no layer_stats in this release
-    info = {d["config_name"]: d["features"] for d in meta["dataset_info"]}
-    assert {"name": "weights", "list": "float32", "length": 9} in info["filters"]
-    # the YAML features are exactly what datasets derives from the Arrow schemas of dataset/schema.py
-    for name, schema in card.SCHEMAS.items():
-        assert datasets.Features._from_yaml_list(info[name]) == datasets.Features.from_arrow_schema(schema)
+    assert set(configs) == {"filters", "layers", "models", "filters_trained"}  # no layer_stats in this release
+    # the trained population: every model but the timm initialisation baseline, a folder each
+    trained = sorted(m for m in SMALL_MODELS if m != "timm-efficientnet_b0-init")
+    assert configs["filters_trained"]["data_files"] == [
+        {"split": "train", "path": [f"filters/{m}/*.parquet" for m in trained]}]
+    info = {d["config_name"]: d for d in meta["dataset_info"]}
+    n_trained = sum(r["n_filters"] for r in models if r["model_id"] in trained)
+    assert info["filters_trained"]["splits"][0]["num_examples"] == n_trained
+    assert {"name": "weights", "list": "float32", "length": 9} in info["filters"]["features"]
+    assert {"name": "model_id", "dtype": "string"} in info["filters"]["features"]
+    assert {"name": "trained", "dtype": "bool"} in info["models"]["features"]
+    for name, folder in (("filters", "filters"), ("layers", "layers"), ("models", "models")):
+        files = sorted((release / folder).rglob("*.parquet"))
+        rows = sum(pq.ParquetFile(f).metadata.num_rows for f in files)  # counted apart from the card code
+        assert info[name]["splits"] == [{"name": "train", "num_bytes": sum(f.stat().st_size for f in files),
+                                         "num_examples": rows}]
+        assert [f["name"] for f in info[name]["features"]] == pq.read_schema(files[0]).names
+    # what datasets itself reads back from the card
+    infos = datasets.info.DatasetInfosDict.from_dataset_card_data(loaded.data)
+    assert infos["filters"].splits["train"].num_examples == sum(r["n_filters"] for r in models)
+    assert infos["filters"].features["weights"] == datasets.List(datasets.Value("float32"), length=9)
+
+
+def test_card_sections(release):
+    from huggingface_hub import DatasetCard
+
+    text = DatasetCard.load(release / "README.md", repo_type="dataset").text
+    headings = [l.lstrip("#").strip() for l in text.splitlines() if l.startswith("#")]
+    for section in ("Uses", "Direct Use", "Out-of-Scope Use", "Source Data", "Personal and Sensitive Information",
+                    "Bias, Risks, and Limitations", "Licences", "Citation", "Dataset Card Contact"):
+        assert section in headings, section
+    sensitive = text.split("#### Personal and Sensitive Information")[1].split("\n## ")[0]
+    assert "face detectors" in sensitive and "nudity detector" in sensitive
+    licences = text.split("## Licences")[1].split("\n## ")[0]
+    models = pq.read_table(release / "models").to_pylist()
+    for lic in {r["license"] for r in models}:  # every licence of the rows, with its models
+        line = next(l for l in licences.splitlines() if l.startswith(f"| {lic} |"))
+        assert all(f"`{r['model_id']}`" in line for r in models if r["license"] == lic)
+    assert "reports/index.html" in text  # the release page
+
+
+def test_croissant_validates_with_mlcroissant(release):
+    mlc = pytest.importorskip("mlcroissant")
+    path = release / "croissant.json"
+    doc = json.loads(path.read_text())
+    ds = mlc.Dataset(jsonld=path)  # raises on any validation error
+    md = ds.metadata
+    assert md.name == "cnn-filter-db" and md.version == "0.1.0"
+    assert md.personal_sensitive_information and "nudity detector" in md.personal_sensitive_information[0]
+    for rai in ("data_collection", "data_biases", "data_use_cases", "data_limitations", "data_social_impact",
+                "data_release_maintenance_plan"):
+        assert getattr(md, rai), rai
+    sets = {r.name: r for r in md.record_sets}
+    assert set(sets) == {"filters", "layers", "models"}
+    weights = next(f for f in sets["filters"].fields if f.name == "filters/weights")
+    assert weights.repeated and weights.data_types == [mlc.DataType.FLOAT]
+    assert [f.name for f in sets["layers"].fields] == ["layers/" + n for n in pq.read_schema(
+        release / "layers" / "train-00000-of-00001.parquet").names]
+    assert "https://spdx.org/licenses/AGPL-3.0.html" in doc["license"]
+    assert not [i for i in ds.metadata.ctx.issues.warnings if "license" in str(i).lower()]
+
+
+def test_zenodo_json_follows_citation_cff(root):
+    cff = yaml.safe_load((root / "CITATION.cff").read_text())
+    zen = json.loads((root / ".zenodo.json").read_text())
+    assert zen == citation.zenodo_metadata(cff)  # regenerate with the snippet in citation.py
+    assert zen["title"] == cff["title"] and zen["license"] == cff["license"] == "CC-BY-SA-4.0"
+    assert zen["description"] == " ".join(cff["abstract"].split())
+    assert [c["name"] for c in zen["creators"]] == [a["name"] for a in cff["authors"]]
+    assert {"identifier": "10.5281/zenodo.6371680", "relation": "isDerivedFrom", "scheme": "doi"} in zen["related_identifiers"]
+    assert {"identifier": "arXiv:2203.15331", "relation": "cites", "scheme": "arxiv"} in zen["related_identifiers"]
 
 
 def test_card_body(release):
@@ -98,7 +169,8 @@ def test_card_body(release):
         line = next(l for l in text.splitlines() if l.startswith(f"| {r['model_id']} |"))
         assert f"| {r['license']} | {r['training_data_license']} |" in line
     assert "| detection | 1 | 250,928 |" in text  # counts per task (nudenet)
-    assert "### By visual category" in text and "### By weights format" in text and "### By family" in text
+    assert "| initialisation | 1 | 2,720 |" in text  # counts and shares per training kind
+    assert "### Counts by visual category" in text and "### Counts by weights format" in text and "### Counts by family" in text
     assert "First release." in text
     assert 'load_dataset("test-org/cnn-filter-db", "models", revision="v0.1.0")' in text
     assert "@inproceedings{gavrikov2022cnnfilterdb" in text and "2203.15331" in text
@@ -106,6 +178,21 @@ def test_card_body(release):
     assert "$" not in text.replace("$$", "")  # every placeholder filled
     cff = yaml.safe_load((release / "CITATION.cff").read_text())
     assert cff["version"] == "v0.1.0" and manifest["fingerprint"] in cff["identifiers"][0]["value"]
+    spdx = {r["license"] for r in models if r["license"] != "unknown"}
+    assert cff["license"] == sorted(spdx) and cff["license-url"].endswith("README.md#licences")
+
+
+def test_shards_have_a_page_index(release):
+    """Every column chunk of every shard carries its offset and column index (readers can
+    skip pages inside a row group)."""
+    files = sorted(release.rglob("*.parquet"))
+    assert any("/filters/" in str(f) for f in files)
+    for f in files:
+        meta = pq.ParquetFile(f).metadata
+        for g in range(meta.num_row_groups):
+            for c in range(meta.num_columns):
+                col = meta.row_group(g).column(c)
+                assert col.has_offset_index and col.has_column_index, (f, col.path_in_schema)
 
 
 def test_repository_citation_file(root):
@@ -183,6 +270,10 @@ def test_load_dataset_local_configs(release):
     assert sorted(models["model_id"]) == sorted(SMALL_MODELS)
     assert sum(models["n_filters"]) == filters.num_rows == sum(layers["n_filters"])
     assert set(layers.column_names) == set(schema.LAYERS_SCHEMA.names)
+    trained = datasets.load_dataset(str(release), "filters_trained", split="train")
+    assert trained.num_rows == sum(n for m, n, t in zip(models["model_id"], models["n_filters"], models["training"])
+                                   if t != "initialisation")
+    assert "timm-efficientnet_b0-init" not in set(trained.unique("model_id"))
 
 
 def test_load_dataset_streaming_and_pushdown(release):
@@ -193,8 +284,12 @@ def test_load_dataset_streaming_and_pushdown(release):
 
     mid = "facenet-mtcnn-onet"
     expected = pq.read_table(release / "models", filters=[("model_id", "==", mid)])["n_filters"][0].as_py()
+    # the card records each split's example count, which datasets checks against what a
+    # filtered (non-streaming) load produced: the card says to pass no_checks (datasets#7867)
+    with pytest.raises(datasets.exceptions.NonMatchingSplitsSizesError):
+        datasets.load_dataset(str(release), split="train", filters=[("model_id", "==", mid)])
     subset = datasets.load_dataset(str(release), split="train", filters=[("model_id", "==", mid)],
-                                   columns=["model_id", "layer_id", "weights"])
+                                   columns=["model_id", "layer_id", "weights"], verification_mode="no_checks")
     assert subset.column_names == ["model_id", "layer_id", "weights"]
     assert subset.num_rows == expected and set(subset["model_id"]) == {mid}
     streamed = datasets.load_dataset(str(release), split="train", streaming=True,
@@ -255,8 +350,10 @@ def test_layer_stats_config_and_catalog_exclusions(copy_release, root):
     meta = card.read_front_matter(text)
     configs = {c["config_name"]: c for c in meta["configs"]}
     assert configs["layer_stats"]["data_files"] == [{"split": "train", "path": "layer_stats/*.parquet"}]
-    info = {d["config_name"]: d["features"] for d in meta["dataset_info"]}
-    assert info["layer_stats"][2:] == [{"name": "sparsity", "dtype": "float32"}, {"name": "is_degenerate", "dtype": "bool"}]
+    info = {d["config_name"]: d for d in meta["dataset_info"]}
+    assert info["layer_stats"]["features"][2:] == [{"name": "sparsity", "dtype": "float32"},
+                                                   {"name": "is_degenerate", "dtype": "bool"}]
+    assert info["layer_stats"]["splits"][0]["num_examples"] == pq.read_table(rel / "layer_stats").num_rows
     loaded = datasets.load_dataset(str(rel), "layer_stats", split="train")
     kept = pq.read_table(rel / "layers").num_rows
     assert loaded.num_rows == kept < n  # nudenet's rows left out of layer_stats as well

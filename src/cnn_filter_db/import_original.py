@@ -326,9 +326,8 @@ def entry_data(model_id: str, original: str, row, h5_path: Path, sha256: str,
         "accuracy": None,
         "homepage": homepage if homepage and re.match(r"https?://", homepage) else None,
         "notes": notes,
+        "set": ORIGINAL_SET,
     }
-    if "set" in Entry.model_fields:  # catalog sets (issue 12.4) where the entry model has them
-        data["set"] = ORIGINAL_SET
     return data, origin
 
 

@@ -7,6 +7,7 @@ only removes the rows and shards of models the licence policy leaves out.
 """
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from importlib import metadata
@@ -16,7 +17,7 @@ from typing import Iterable, Mapping
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from . import __version__, card, config
+from . import __version__, card, citation, config, croissant
 from .atomic import atomic_write_text
 from .catalog import catalog_sha256
 from .dataset import layout, reader, writer
@@ -155,10 +156,15 @@ def build_release(release_dir: Path, version: str, params: Mapping, previous=Non
     repo_id = params.get("hub_repo_id")
     template = (Path(root) / config.CARD_TEMPLATE).read_text()
     readme = card.render(template, manifest=manifest, models=rows, schemas=schemas, excluded=excluded,
-                         previous=prev, repo_id=repo_id, year=params.get("year"))
+                         previous=prev, repo_id=repo_id, year=params.get("year"),
+                         source_repository=params.get("source_repository"))
     atomic_write_text(release_dir / "README.md", readme)
-    atomic_write_text(release_dir / "CITATION.cff",
-                      card.citation_cff(str(version), manifest["fingerprint"], repo_id or card.DEFAULT_REPO_ID))
+    repo_id = repo_id or card.DEFAULT_REPO_ID
+    atomic_write_text(release_dir / "CITATION.cff", citation.citation_cff(
+        str(version), manifest["fingerprint"], repo_id, citation.spdx_licenses(rows),
+        f"https://huggingface.co/datasets/{repo_id}/blob/v{version}/README.md#{card.LICENCES_ANCHOR}"))
+    atomic_write_text(release_dir / "croissant.json",
+                      json.dumps(croissant.croissant(manifest, rows, schemas, repo_id), indent=2) + "\n")
     manifest["files"] = {name: sha256_file(release_dir / name) for name in CARD_FILES}
     write_manifest(release_dir, manifest)
     return manifest

@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import config
-from .catalog import check_index, entry_files, parse_entry
+from .catalog import check_index, entry_files, list_entries, parse_entry
 from .errors import CnnFilterDbError
+from .sources.url import is_local
 
 
 @dataclass
@@ -28,11 +29,13 @@ def changed_entries(root: Path, since: str | None) -> list[Path]:
     """Entry files added or modified since git revision ``since`` (every entry if None)."""
     if since is None:
         return entry_files(root)
-    proc = subprocess.run(["git", "diff", "--name-only", "--diff-filter=AMR", since, "--",
+    if since.startswith("-"):
+        raise CnnFilterDbError(f"--changed-since: {since!r} is not a git revision")
+    proc = subprocess.run(["git", "diff", "--name-only", "-z", "--diff-filter=AMR", since, "--",
                            str(config.MODELS_DIR)], cwd=root, capture_output=True, text=True)
     if proc.returncode != 0:
         raise CnnFilterDbError(f"git diff {since} failed: {proc.stderr.strip()}")
-    return [Path(root) / line for line in proc.stdout.split() if line.endswith(".yaml")]
+    return [Path(root) / name for name in proc.stdout.split("\0") if name]
 
 
 def check_entry(path: Path, root: Path, cache_dir: Path | None, params: dict | None = None) -> Checked:
@@ -43,6 +46,10 @@ def check_entry(path: Path, root: Path, cache_dir: Path | None, params: dict | N
         entry = parse_entry(path, root)
     except CnnFilterDbError as exc:
         result.problems.extend(str(exc).splitlines())
+        return result
+    if is_local(getattr(entry.source, "url", "")):
+        result.problems.append(f"{path}: source.url: a file:// URL names a file on one machine; "
+                               "a pull request points at a public https:// URL")
         return result
     result.format = entry.format
     with tempfile.TemporaryDirectory(prefix="catalog-check-") as tmp:
@@ -65,9 +72,14 @@ def check_entry(path: Path, root: Path, cache_dir: Path | None, params: dict | N
 def check_catalog(root: Path = Path("."), since: str | None = None, cache_dir: Path | None = None,
                   params: dict | None = None) -> tuple[list[Checked], list[str]]:
     """Check every changed entry; also the generated index. Returns (entries, global problems)."""
-    glob_problems = [f"{f}: {fld}: {msg}" for f, fld, msg in check_index(root)]
+    glob_problems = [f"{f}: {fld}: {msg}" for f, fld, msg in list_entries(root)[1] + check_index(root)]
     checked = [check_entry(p, root, cache_dir, params) for p in changed_entries(root, since)]
     return checked, glob_problems
+
+
+def _cell(text: str) -> str:
+    """Text safe inside a Markdown table cell: no line breaks, pipes or backticks of its own."""
+    return "".join("?" if ord(ch) < 32 or ch == "\x7f" else ch for ch in str(text)).replace("|", "\\|").replace("`", "'")
 
 
 def markdown_report(checked: list[Checked], glob_problems: list[str]) -> str:
@@ -77,12 +89,12 @@ def markdown_report(checked: list[Checked], glob_problems: list[str]) -> str:
     else:
         lines += ["| model | format | 3x3 layers | filters | problems |", "|---|---|---:|---:|---|"]
         for c in checked:
-            probs = "<br>".join(p.replace("|", "\\|") for p in c.problems) or "none"
+            probs = "<br>".join(_cell(p) for p in c.problems) or "none"
             layers = "" if c.n_layers is None else f"{c.n_layers}"
             filters = "" if c.n_filters is None else f"{c.n_filters:,}"
-            lines.append(f"| `{c.model_id}` | {c.format} | {layers} | {filters} | {probs} |")
+            lines.append(f"| `{_cell(c.model_id)}` | {c.format} | {layers} | {filters} | {probs} |")
     for p in glob_problems:
-        lines.append(f"\n- {p}")
+        lines.append(f"\n- {_cell(p)}")
     ok = not glob_problems and all(not c.problems for c in checked)
     lines += ["", "Result: " + ("**pass**" if ok else "**fail**")]
     return "\n".join(lines) + "\n"

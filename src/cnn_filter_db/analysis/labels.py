@@ -7,10 +7,15 @@ array of the analysis.
 
 A grouping is ``depth_decile``, or the name of a ``layers`` column (e.g. ``conv_kind``), or
 of a ``models`` column (e.g. ``task``, ``trained``). Labels are strings (booleans as
-``true``/``false``); a null label leaves the layer out of that grouping. Depth deciles
-(a choice the spec leaves open): decile k holds ``k/10 <= conv_depth_norm < (k+1)/10``
-and decile 9 also 1.0; a 1e-6 tolerance absorbs the float32 rounding of ``conv_depth_norm``
-(float32(0.7) * 10 is 6.99999988, which must count as 7).
+``true``/``false``); a null label leaves the layer out of that grouping.
+
+Depth deciles are cut as the original's notebook cuts them (``pd.cut`` of
+``conv_depth_norm`` at 0, 0.1, ..., 1.0 with ``include_lowest``): decile k holds
+``k/10 < conv_depth_norm <= (k+1)/10``, closed on the right, and the first also holds 0;
+labels ``[0.0, 0.1]``, ``(0.1, 0.2]``, ..., ``(0.9, 1.0]``, the original's. A layer exactly on
+a boundary (e.g. depth 3 of 10 levels: 0.3) belongs to the lower decile. ``conv_depth_norm``
+is stored as float32 (float32(0.3) is 0.300000012), so values within 1e-6 of a boundary are
+snapped onto it first: the stored value's nearest decimal boundary is the exact ratio.
 """
 from __future__ import annotations
 
@@ -18,14 +23,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..dataset.reader import read_table
 from ..dataset.schema import LAYERS_SCHEMA, MODELS_SCHEMA
 from ..errors import AnalysisError
+from .population import Population
 
 DEPTH_DECILE = "depth_decile"
+#: The original's labels of the depth deciles.
+DEPTH_DECILE_LABELS = ["[0.0, 0.1]"] + [f"({k / 10:.1f}, {(k + 1) / 10:.1f}]" for k in range(1, 10)]
+_SNAP = 1e-6
 _KEYS = ("model_id", "layer_id")
 
 
@@ -58,13 +68,15 @@ class Labels:
     def key(self, row: int) -> tuple[str, int]:
         return self.model_ids[self.model_of_layer[row]], int(self.layer_ids[row])
 
+    def population(self, name: str) -> Population:
+        """The models of population ``name`` and the controls (see :mod:`.population`)."""
+        return Population(name, self.model_ids, self.models.column("training").to_pylist(),
+                          self.models.column("near_initialisation").to_pylist(), self.model_of_layer)
+
     def grouping(self, name: str) -> Grouping:
         if name == DEPTH_DECILE:
-            depth = self.layers.column("conv_depth_norm").to_numpy(zero_copy_only=False).astype(np.float64)
-            codes = np.clip(np.floor(depth * 10 + 1e-6), 0, 9).astype(np.int32)
-            codes[~np.isfinite(depth)] = -1
-            names = [f"{k / 10:.1f}-{(k + 1) / 10:.1f}" for k in range(10)]
-            return Grouping(name, names, codes)
+            depth = self.layers.column("conv_depth_norm").to_numpy(zero_copy_only=False)
+            return Grouping(name, list(DEPTH_DECILE_LABELS), depth_decile_codes(depth))
         if name in self.layers.column_names and name not in _KEYS:
             values = _labels(self.layers.column(name))
         elif name in self.models.column_names and name != "model_id":
@@ -77,6 +89,15 @@ class Labels:
         code_of = {v: i for i, v in enumerate(names)}
         codes = np.array([code_of[v] if v is not None else -1 for v in values], dtype=np.int32)
         return Grouping(name, names, codes)
+
+
+def depth_decile_codes(depth) -> np.ndarray:
+    """The decile (0-9) of each ``conv_depth_norm``, -1 for null or outside [0, 1]."""
+    x = np.asarray(depth, dtype=np.float64)
+    tenths = np.round(x * 10)
+    x = np.where(np.abs(x * 10 - tenths) < _SNAP * 10, tenths / 10, x)
+    cut = pd.cut(x, np.arange(11) / 10, include_lowest=True, labels=False)
+    return np.where(np.isnan(cut), -1, cut).astype(np.int32)
 
 
 def _labels(column) -> list[str | None]:

@@ -55,7 +55,7 @@ def _nan(x) -> float | None:
 
 
 def layer_stats(weights: np.ndarray, out_channels: int, sparsity_eps: float = 0.01,
-                margin: float = 0.02, entropy_max: float = 0.5, sparsity_min: float = 0.14,
+                margin: float = 0.0, entropy_max: float = 0.5, sparsity_min: float = 0.14,
                 ) -> tuple[dict, np.ndarray]:
     """The metrics of one whole layer and its moments of shape-normalised filters.
 

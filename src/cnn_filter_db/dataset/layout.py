@@ -20,7 +20,7 @@ from ..errors import ReleaseError
 
 MANIFEST = "manifest.json"
 #: Files of a release besides the Parquet shards, recorded in the manifest by sha256.
-CARD_FILES = ("README.md", "CITATION.cff")
+CARD_FILES = ("README.md", "CITATION.cff", "croissant.json")
 
 
 def is_hidden(name: str) -> bool:

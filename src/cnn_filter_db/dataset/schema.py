@@ -60,6 +60,10 @@ MODELS_SCHEMA = pa.schema([
     ("training_dataset", pa.string()),
     ("pretraining_dataset", pa.string()),
     ("trained", pa.bool_()),
+    ("training", pa.string()),            # pretrained | trained-here | initialisation (analysis.population)
+    ("training_steps", pa.int64()),       # optimizer steps of a trained-here run
+    ("random_like_share", pa.float64()),  # share of 3x3 layers with H >= TH(n)
+    ("near_initialisation", pa.bool_()),  # trained-here with random_like_share >= 0.9
     ("license", pa.string()),
     ("training_data_license", pa.string()),
     ("paper", pa.string()),
@@ -77,14 +81,16 @@ WEIGHTS_LEAF = "weights.list.element"
 
 
 def parquet_options(schema: pa.Schema) -> dict:
-    """Writer options: zstd, a CRC32 checksum on every page; byte-stream-split and no
-    dictionary on the weights."""
+    """Writer options: zstd, a CRC32 checksum on every page, a page index; byte-stream-split,
+    no dictionary and content-defined pages on the weights."""
     names = [f.name for f in schema]
     opts = dict(compression=config.COMPRESSION, compression_level=config.COMPRESSION_LEVEL,
-                write_page_checksum=True)  # readers verify them: a flipped byte is an error
+                write_page_checksum=True,  # readers verify them: a flipped byte is an error
+                write_page_index=config.PAGE_INDEX)
     if "weights" in names:
         opts["use_dictionary"] = [n for n in names if n != "weights"]
         opts["use_byte_stream_split"] = [WEIGHTS_LEAF]
+        opts["use_content_defined_chunking"] = config.CONTENT_DEFINED_CHUNKING
     return opts
 
 

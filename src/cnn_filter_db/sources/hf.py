@@ -1,4 +1,4 @@
-"""A file of a Hugging Face Hub repository at a pinned revision, through ``huggingface_hub``.
+"""``hf``: a file of a Hugging Face Hub repository at a pinned commit, through ``huggingface_hub``.
 
 Lookup order: our content-addressed cache; the user's Hugging Face cache (no network);
 then a download into a temporary folder beside our cache. Every path ends in
@@ -17,12 +17,36 @@ import os
 import re
 import tempfile
 from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
 
 from .. import config
+from ..cache import Cache
 from ..errors import SourceError
-from .cache import Cache
+from ..fields import RELATIVE_PATH, SHA256, StrictModel
+from . import SourceKind, register
 
 _TOKEN_PATTERN = re.compile(r"hf_[A-Za-z0-9]{8,}")
+#: ``name`` or ``namespace/name`` as the Hub allows them.
+REPO_ID = r"^([A-Za-z0-9][A-Za-z0-9_.-]{0,95}/)?[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$"
+#: A pin is a commit: branches and tags move.
+COMMIT = r"^[0-9a-f]{40}$"
+
+
+class HfSource(StrictModel):
+    """A file in a Hugging Face Hub repository at a pinned revision."""
+
+    kind: Literal["hf"]
+    repo_id: str = Field(pattern=REPO_ID, description="namespace/name of the Hub repository")
+    revision: str = Field(pattern=COMMIT, description="the commit (40 hex digits) the file is pinned at")
+    filename: str = Field(pattern=RELATIVE_PATH, max_length=500, description="path of the file in the repository")
+    repo_type: Literal["model", "dataset"] = "model"
+    sha256: SHA256
+
+
+def uri(source, model_id: str) -> str:
+    return f"hf://{source.repo_id}@{source.revision}/{source.filename}"
 
 
 def fetch(source, cache: Cache) -> Path:
@@ -46,7 +70,10 @@ def download(source, cache: Cache) -> Path:
 
     repo_id, revision, filename = field("repo_id"), field("revision"), field("filename")
     repo_type, sha256 = field("repo_type") or "model", field("sha256")
-    what = f"hf://{repo_id}@{revision}/{filename}"
+    for name, value, pattern in (("repo_id", repo_id, REPO_ID), ("filename", filename, RELATIVE_PATH)):
+        if not isinstance(value, str) or not re.fullmatch(pattern, value):
+            raise SourceError(f"source.{name}: {value!r} does not match {pattern}")
+    what = f"hf://{repo_id}@{revision or 'main'}/{filename}"
     local = try_to_load_from_cache(repo_id, filename, revision=revision, repo_type=repo_type)
     if isinstance(local, str) and os.path.isfile(local):
         with open(local, "rb") as fh:
@@ -74,6 +101,13 @@ def download(source, cache: Cache) -> Path:
             return cache.put_stream(fh, sha256, what)
 
 
+def parse_spec(rest: str) -> dict:
+    m = re.fullmatch(r"([^@:]+)@([^:]+):(.+)", rest)
+    if not m:
+        raise SourceError(f"hf:{rest!r}: expected hf:ORG/REPO@COMMIT:FILENAME")
+    return {"kind": "hf", "repo_id": m[1], "revision": m[2], "filename": m[3]}
+
+
 def _message(what: str, exc: Exception) -> str:
     detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return redact(f"{what}: could not download from the Hub ({type(exc).__name__}: {detail})")
@@ -98,3 +132,7 @@ def redact(text: str) -> str:
     if token:
         text = text.replace(token, "<token>")
     return _TOKEN_PATTERN.sub("hf_<redacted>", text)
+
+
+register(SourceKind("hf", HfSource, uri, fetch=fetch, download=download, spec_prefix="hf:", parse_spec=parse_spec,
+                    spec_help="hf:ORG/REPO@COMMIT:FILENAME"))

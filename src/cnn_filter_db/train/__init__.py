@@ -19,10 +19,13 @@ import json
 from pathlib import Path
 
 from .. import config
+from ..cache import Cache
 from ..errors import SourceError
+from ..formats.torch_module import module_convs
+from ..loaded import Loaded
 from .recipe import PROFILES, Recipe, parse_recipe
 
-__all__ = ["CODE_REVISION", "PROFILES", "Recipe", "load", "parse_recipe", "run_key"]
+__all__ = ["CODE_REVISION", "PROFILES", "Recipe", "load", "load_recipe", "parse_recipe", "run_key"]
 
 #: Bump when a change to this package changes what a recipe trains to.
 CODE_REVISION = 1
@@ -64,20 +67,28 @@ def load(entry, cache_dir: Path | None = None, profile: str = config.TRAIN_PROFI
 
     Returns
     -------
-    sources.Loaded
+    Loaded
         With ``accuracy`` on the held-out test split and ``validation_accuracy`` of the
         best epoch; ``weights_sha256`` is the sha256 of the safetensors checkpoint.
     """
-    from safetensors.torch import load as load_safetensors
-
-    from ..sources import Loaded
-    from ..sources.cache import Cache
-    from ..sources.timm import module_convs
-    from . import architectures, loop
-
     if entry.source.kind != "train":
         raise SourceError(f"{entry.model_id}: source kind {entry.source.kind!r} is not 'train'")
-    recipe = parse_recipe(entry.source.recipe, where=f"{entry.model_id}: source.recipe").resolve(profile)
+    return load_recipe(entry.model_id, entry.source.recipe, cache_dir, profile, reports_dir, hub_ids=hub_ids,
+                       num_threads=num_threads, device=device, progress=progress)
+
+
+def load_recipe(model_id: str, recipe: Recipe | dict, cache_dir: Path | None = None,
+                profile: str = config.TRAIN_PROFILE, reports_dir: Path | None = None, *,
+                hub_ids: dict[str, str] | None = None, num_threads: int = config.TRAIN_NUM_THREADS,
+                device: str = "auto", progress: bool = True) -> Loaded:
+    """:func:`load` for a model id and its recipe (the ``train`` source kind calls this)."""
+    from safetensors.torch import load as load_safetensors
+
+    from . import architectures, loop
+
+    if not isinstance(recipe, Recipe):
+        recipe = parse_recipe(recipe, where=f"{model_id}: source.recipe")
+    recipe = recipe.resolve(profile)
     dev = loop.pick_device(device)
     cache = Cache(Path(cache_dir) if cache_dir else config.default_cache_dir())
     key = run_key(recipe, profile, dev.type, num_threads, hub_ids)
@@ -85,7 +96,7 @@ def load(entry, cache_dir: Path | None = None, profile: str = config.TRAIN_PROFI
     record = _read_record(record_path)
     weights = cache.get(record["weights_sha256"]) if record else None
     if weights is None:
-        record, weights = _train(entry.model_id, recipe, profile, cache, record_path, dev, num_threads,
+        record, weights = _train(model_id, recipe, profile, cache, record_path, dev, num_threads,
                                  hub_ids, progress)
     num_classes, in_channels = record["num_classes"], record["in_channels"]
     model = architectures.build(recipe.architecture, in_channels, num_classes)
@@ -93,9 +104,10 @@ def load(entry, cache_dir: Path | None = None, profile: str = config.TRAIN_PROFI
     convs = module_convs(model)
     convs.framework_versions = dict(record["versions"])
     if reports_dir is not None:
-        write_reports(Path(reports_dir), entry.model_id, record)
-    return Loaded(convs, record["weights_sha256"], f"train://{entry.model_id}?profile={profile}", weights,
-                  accuracy=record["test_accuracy"], validation_accuracy=record["val_accuracy"])
+        write_reports(Path(reports_dir), model_id, record)
+    return Loaded(convs, record["weights_sha256"], f"train://{model_id}?profile={profile}", weights,
+                  accuracy=record["test_accuracy"], validation_accuracy=record["val_accuracy"],
+                  training_steps=record.get("training_steps"))
 
 
 def _read_record(path: Path) -> dict | None:

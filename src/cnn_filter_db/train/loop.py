@@ -16,6 +16,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..progress import bar as progress_bar
+
 
 @dataclass
 class Fitted:
@@ -107,8 +109,6 @@ def fit(model: nn.Module, train: tuple, val: tuple, recipe, augmentation: str, d
     Call inside :func:`deterministic`. Shuffling and augmentation draw from their own
     generator seeded by the recipe, independent of the model's initialisation.
     """
-    from tqdm import tqdm
-
     x, y = train
     n = len(y)
     batch = min(recipe.batch_size, n)
@@ -131,7 +131,7 @@ def fit(model: nn.Module, train: tuple, val: tuple, recipe, augmentation: str, d
         loss_sum, correct, seen = 0.0, 0, 0
         # a bar per epoch; driven by hand because a tqdm iterated to its end closes itself
         # before the validation accuracy is known
-        with tqdm(total=steps_per_epoch, desc=f"{desc} epoch {epoch}/{recipe.epochs}", unit="step",
+        with progress_bar(total=steps_per_epoch, desc=f"{desc} epoch {epoch}/{recipe.epochs}", unit="step",
                   disable=not progress, leave=True, dynamic_ncols=True) as bar:
             for step in range(steps_per_epoch):
                 idx = order[step * batch:(step + 1) * batch]

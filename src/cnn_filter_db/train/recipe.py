@@ -24,6 +24,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..errors import SourceError
+from ..fields import exact_scalar
 
 #: Profiles a recipe can be run with; ``paper`` is the recipe's top level itself.
 PROFILES = ("paper", "quick")
@@ -32,7 +33,13 @@ DEFAULT_QUICK = {"epochs": 2, "batch_size": 64, "input_size": 16}
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _exact(cls, value, info):
+        # a recipe comes from a catalog file: a boolean or a string must not pass for a number
+        return exact_scalar(value, cls.model_fields[info.field_name].annotation)
 
 
 class Optimizer(_Strict):
@@ -102,7 +109,7 @@ class Recipe(_Strict):
     augmentation: Literal["auto", "none", "crop-flip"] = Field(
         "auto", description="crop-flip: random crop with 4-pixel padding + horizontal flip; "
                             "auto: crop-flip for CIFAR, none for digits")
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=2**32 - 1)
     split: Split = Split()
     profiles: dict[Literal["quick"], ProfileOverrides] = Field(default_factory=dict)
 

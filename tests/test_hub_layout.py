@@ -1,0 +1,55 @@
+"""A release of 2,000 tiny models, built by the set stage, stays within the Hub's limits:
+at most 10,000 entries in a folder, about 100,000 files, shards of at most a few GB."""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+from catalog_project import make_project, tiny_entry
+
+from cnn_filter_db.extract import gather
+from cnn_filter_db.hub_layout import check_layout
+from cnn_filter_db.set_build import build_set
+
+N_MODELS = int(os.environ.get("CNN_FILTER_DB_LAYOUT_MODELS", "2000"))
+
+
+def test_layout_check_counts_and_flags(tmp_path):
+    rel = tmp_path / "rel"
+    (rel / "filters" / "m").mkdir(parents=True)
+    for i in range(5):
+        (rel / "filters" / "m" / f"s{i}.parquet").write_bytes(b"x" * (i + 1))
+    (rel / ".cache").mkdir()
+    (rel / ".cache" / "hidden").write_bytes(b"y" * 100)
+    r = check_layout(rel, max_entries_per_folder=4, max_files=4, max_file_bytes=4)
+    assert r.files == 5 and r.largest_folder == ("filters/m", 5)
+    assert r.largest_file == ("filters/m/s4.parquet", 5)
+    assert len(r.problems) == 3  # the folder, the file count, and s4 (5 bytes > 4)
+    assert check_layout(rel).problems == []
+
+
+@pytest.mark.slow
+def test_two_thousand_models_fit_the_hub(tmp_path):
+    entries = [tiny_entry(tmp_path, f"bulk-{i:05d}", "bulk", 1 + i % 4, i) for i in range(N_MODELS)]
+    proj = make_project(tmp_path, entries, sets=("default", "bulk"))
+    start = time.perf_counter()
+    summary = build_set("bulk", proj, extract_options={"max_rows_per_shard": 16_000_000, "row_group_rows": 1 << 20})
+    seconds = time.perf_counter() - start
+    print(f"\nbuilt {N_MODELS} tiny models in {seconds:.0f} s ({seconds / N_MODELS * 1000:.0f} ms a model)")
+    assert len(summary["models"]) == N_MODELS and not summary["failed"]
+    # hand count: a model with c output channels holds c*3 + c*c filters
+    assert summary["n_filters"] == sum(c * 3 + c * c for c in (1 + i % 4 for i in range(N_MODELS)))
+    release = proj / "dist" / "cnn-filter-db"
+    gather(proj / "build" / "meta", release, [e["model_id"] for e in entries])
+    report = check_layout(release)
+    assert report.problems == []
+    # one folder a model under filters/, one shard each, plus the models and layers tables
+    assert report.largest_folder == ("filters", N_MODELS)
+    assert report.files == N_MODELS + 2
+    # a second run finds every model up to date and extracts nothing
+    start = time.perf_counter()
+    again = build_set("bulk", proj, extract_options={"max_rows_per_shard": 16_000_000, "row_group_rows": 1 << 20})
+    print(f"up-to-date set stage: {time.perf_counter() - start:.1f} s")
+    assert again["models"] == summary["models"]

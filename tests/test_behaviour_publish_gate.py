@@ -30,10 +30,10 @@ POLICY = {"redistributable_licenses": ["MIT", "Apache-2.0", "AGPL-3.0"], "hub_re
 
 
 def _project(root: Path, dst: Path) -> Path:
-    """A clean git checkout holding what publish reads: params, suites, vocabulary."""
+    """A clean git checkout holding what publish reads: params and the vocabulary (the suites
+    are package data)."""
     dst.mkdir()
     shutil.copy(root / "params.yaml", dst / "params.yaml")
-    shutil.copytree(root / "validation", dst / "validation", ignore=shutil.ignore_patterns("__pycache__"))
     (dst / "catalog").mkdir()
     shutil.copy(root / "catalog" / "vocabulary.yaml", dst / "catalog" / "vocabulary.yaml")
     (dst / ".gitignore").write_text("dist/\n__pycache__/\n")

@@ -152,5 +152,5 @@ def test_publish_error_never_shows_the_echoed_token(echo, release, tmp_path, how
     """, echo.url, tmp_path / "home", PLAIN_SECRET if how == "environment" else None)
     assert any(auth == f"Bearer {PLAIN_SECRET}" for _, _, auth in echo.seen[before:]), echo.seen[before:]
     assert proc.returncode == 3, proc.stdout + proc.stderr[-3000:]
-    assert f"REFUSED: {REPO}: publishing v0.1.0 failed:" in proc.stdout
+    assert f"REFUSED: {REPO}: publishing v0.1.0 failed" in proc.stdout and "401" in proc.stdout
     assert PLAIN_SECRET not in proc.stdout + proc.stderr

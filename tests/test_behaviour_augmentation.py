@@ -70,3 +70,15 @@ def test_crop_flip_default_padding_is_four_pixels():
         assert len(found) == 1, f"image {i}: not a window of the 4-pixel padded input"
         views.append(found[0])
     assert {dy for dy, _, _ in views} == set(range(9)) and {dx for _, dx, _ in views} == set(range(9))
+
+
+def test_crop_flip_draws_only_from_the_given_generator():
+    """Same generator seed, different global torch seeds: the same 64 crops and flips."""
+    x = torch.from_numpy(np.arange(1, 64 * 3 * 8 * 8 + 1, dtype=np.float32).reshape(64, 3, 8, 8))
+    torch.manual_seed(0)
+    a = crop_flip(x, torch.Generator().manual_seed(11))
+    torch.manual_seed(1)
+    b = crop_flip(x, torch.Generator().manual_seed(11))
+    assert torch.equal(a, b)
+    c = crop_flip(x, torch.Generator().manual_seed(12))
+    assert not torch.equal(a, c)

@@ -135,3 +135,5 @@ def test_write_manifest_refuses_a_malformed_one_naming_the_file(tmp_path):
     assert path == tmp_path / "manifest.json"
     assert json.loads(path.read_text()) == _manifest()   # written as given (keys sorted, same values)
     assert path.read_text().endswith("}\n") and '\n  "catalog_sha256"' in path.read_text()
+    keys = list(json.loads(path.read_text()))                     # in the file's order
+    assert keys == sorted(keys)

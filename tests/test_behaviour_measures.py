@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 
 from cnn_filter_db.analysis import degeneration
-from cnn_filter_db.analysis.entropy import random_entropy
+from cnn_filter_db.analysis.entropy import random_entropy, variance_entropy
 from cnn_filter_db.analysis.orthogonality import orthogonality
 
 
@@ -66,3 +66,22 @@ def test_random_entropy_of_zero_filters_is_the_fit_floor_without_warnings():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert random_entropy(0) == -0.31050834
+
+
+def test_entropy_and_orthogonality_do_not_depend_on_the_weights_scale():
+    """H (shares of variance) and O (cosines) are scale invariant: a layer scaled by 1e-30 or
+    by 1e3 has the values of the layer itself, including weights near float32's floor."""
+    w = np.random.default_rng(3).standard_normal((32, 9)).astype(np.float32)
+    h, o = variance_entropy(w), orthogonality(w, 8)
+    assert 0.5 < h < 1.0 and 0.0 < o < 1.0
+    for scale in (1e-30, 1e-3, 1e3):
+        ws = (w.astype(np.float64) * scale).astype(np.float32)
+        assert abs(variance_entropy(ws) - h) < 1e-6, scale
+        assert abs(orthogonality(ws, 8) - o) < 1e-5, scale
+    tiny = (w.astype(np.float64) * 1e-39).astype(np.float32)   # subnormal float32: 1 / norm > 1e37
+    assert abs(orthogonality(tiny, 8) - o) < 1e-2
+
+
+def test_identical_large_filters_have_zero_entropy_exactly():
+    f = np.random.default_rng(4).standard_normal(9).astype(np.float32) * 1000
+    assert variance_entropy(np.tile(f, (500, 1))) == 0.0

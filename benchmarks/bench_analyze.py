@@ -124,11 +124,11 @@ def child_scan(release: str) -> dict:
             "peak_rss_mb": _peak_mb()}
 
 
-def child_analyze(release: str, reports: str, params: str) -> dict:
+def child_analyze(release: str, reports: str, params: str, run: str) -> dict:
     from cnn_filter_db.analysis.pipeline import analyze
 
     t, cpu = time.perf_counter(), time.process_time()
-    summary = analyze(release, reports, json.loads(params))
+    summary = analyze(release, reports, json.loads(params), json.loads(run))
     return {"seconds": time.perf_counter() - t, "cpu_s": time.process_time() - cpu, "timings_s": summary["timings_s"],
             "peak_rss_mb": _peak_mb()}
 
@@ -243,9 +243,9 @@ def main() -> int:
             n = build(release, args.filters)
             print(f"built {n:,} filters in {time.perf_counter() - t:.1f} s", file=sys.stderr)
         scan = run_child("scan", str(release))
-        params = {"engine": args.engine, "workers": args.workers, "bootstrap": args.bootstrap,
-                  "batch_rows": args.batch_rows, "model_plots": args.model_plots}
-        ana = run_child("analyze", str(release), str(work / "reports"), json.dumps(params))
+        params = {"bootstrap": args.bootstrap, "model_plots": args.model_plots}
+        run = {"engine": args.engine, "workers": args.workers, "batch_rows": args.batch_rows}
+        ana = run_child("analyze", str(release), str(work / "reports"), json.dumps(params), json.dumps(run))
         result = {
             "filters": n,
             "analyze_s": round(ana["seconds"], 2),

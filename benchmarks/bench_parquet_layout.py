@@ -4,7 +4,7 @@
 
 Each model's filter shards are read and written again, one file a model, with the
 package's writer options (zstd, byte-stream-split weights, row groups of
-``config.ROW_GROUP_ROWS``): without page index and CDC, with a page index (column and offset indexes:
+``ExtractParams().row_group_rows``): without page index and CDC, with a page index (column and offset indexes:
 readers can skip pages within a row group), and with the page index and content-defined
 chunking (pyarrow >= 21: page boundaries follow the content, so that content-addressed
 storage such as the Hub's Xet deduplicates the unchanged parts of a changed file). Prints
@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 
 from cnn_filter_db import config
 from cnn_filter_db.dataset import schema
+from cnn_filter_db.params import ExtractParams
 
 LAYOUTS = {
     "no page index, no CDC": {},
@@ -48,7 +49,7 @@ def main(release_dir: Path) -> None:
                 opts = schema.parquet_options(table.schema)
                 if extra is not None:
                     opts = {k: v for k, v in opts.items() if k not in NEW} | extra
-                pq.write_table(table, out, row_group_size=config.ROW_GROUP_ROWS, **opts)
+                pq.write_table(table, out, row_group_size=ExtractParams().row_group_rows, **opts)
                 seconds[name] += time.perf_counter() - t
                 sizes[name] += out.stat().st_size
                 out.unlink()

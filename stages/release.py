@@ -1,7 +1,8 @@
-"""DVC stage release: write manifest.json (and the card) beside the tables of the release."""
+"""DVC stage release (run with --build-only): write manifest.json, the card and CITATION.cff
+beside the tables of the release."""
 import sys
 
 from cnn_filter_db.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main(["release", "--build-only", "--metrics", "reports/summary.json", *sys.argv[1:]]))
+    sys.exit(main(["release", *sys.argv[1:]]))

@@ -3,12 +3,12 @@
 The manifest is not written yet at this point of the pipeline (a manifest left from an
 earlier build would be stale): the release stage checks the manifest it writes.
 Prints a short summary, writes the Checkpoint results, the success metric and Data Docs
-under reports/validation/, and exits 1 when any expectation fails so later stages do not run.
+where dvc.yaml's command says (--reports), and exits 1 when any expectation fails so later
+stages do not run.
 """
 import sys
 
 from cnn_filter_db.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main(["validate", "--reports", "reports/validation", "--tables", "models", "layers", "filters",
-                   *sys.argv[1:]]))
+    sys.exit(main(["validate", *sys.argv[1:]]))

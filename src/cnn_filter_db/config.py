@@ -1,7 +1,7 @@
-"""Every tunable constant and default path of the package, in one place.
+"""Fixed constants and default paths of the package, in one place.
 
-Stage parameters that a pipeline run may change live in ``params.yaml``; the values
-here are the library defaults those parameters fall back to.
+Stage parameters (what a pipeline run may change) and their defaults are not here: they
+are typed in :mod:`cnn_filter_db.params` and set in ``params.yaml``.
 """
 from __future__ import annotations
 
@@ -53,9 +53,11 @@ DEFAULT_CONFIG = "filters"
 CARD_TEMPLATE = PACKAGE_DATA_DIR / "dataset_card.md"
 CITATION_FILE = Path("CITATION.cff")
 
-#: Parquet layout of the filters table (SPEC.md section 4).
-MAX_ROWS_PER_SHARD = 16_000_000  # about 500 MB at ~31 bytes a filter
-ROW_GROUP_ROWS = 1_048_576  # about 75-100 MB uncompressed
+#: Licence of the published dataset (Hub identifier), as the original release.
+DATASET_LICENSE = "cc-by-sa-4.0"
+
+#: Parquet encoding of the tables (SPEC.md section 4); the shard and row-group sizes are
+#: parameters (``params.ExtractParams``).
 COMPRESSION = "zstd"
 COMPRESSION_LEVEL = 1  # measured: faster than 3 and no larger on real weights (30.5 B/filter)
 #: A page index on every table (readers can skip pages inside a row group; measured: no
@@ -70,11 +72,10 @@ CONTENT_DEFINED_CHUNKING = {"min_chunk_size": 1 << 20, "max_chunk_size": 4 << 20
 #: retry that request, so an unreachable Hub fails within about this long).
 HF_METADATA_TIMEOUT_S = 5
 
-#: Validation (issue 4): the expectation suites, where results go, and the default bound
-#: on any weight's magnitude (trained 3x3 weights are far below it; exploded ones are not).
+#: Validation (issue 4): the expectation suites and where results go (its parameters:
+#: ``params.ValidateParams``).
 VALIDATION_DIR = PACKAGE_DIR / "validation"
 VALIDATION_REPORTS_DIR = Path("reports") / "validation"
-MAX_ABS_WEIGHT = 1e3
 
 #: model ids: lower-case, file-name safe.
 MODEL_ID_PATTERN = r"^[a-z0-9][a-z0-9._-]{1,80}$"

@@ -16,6 +16,7 @@ from .dataset.writer import Layer
 from .errors import CnnFilterDbError, FormatError
 from .formats.base import Conv
 from .hashing import sha256_file
+from .params import ExtractParams
 from .progress import bar as progress_bar
 
 
@@ -91,7 +92,7 @@ def model_row(entry: Entry, loaded, layers: list[Layer], root: Path = Path("."))
         "format": entry.format,
         "task": entry.task,
         "visual_category": entry.visual_category,
-        "training_dataset": entry.training_dataset,
+        "training_dataset": loaded.training_dataset or entry.training_dataset,  # a training profile may change it
         "pretraining_dataset": entry.pretraining_dataset,
         "trained": entry.trained,
         **model_labels(entry.trained, entry.source.kind, _measurable(layers), loaded.training_steps),
@@ -117,24 +118,24 @@ def _measurable(layers: list[Layer]) -> list[np.ndarray]:
 
 def extract_model(entry: Entry, release_dir: Path = config.RELEASE_DIR, meta_dir: Path = config.META_DIR,
                   root: Path = Path("."), cache_dir: Path | None = None, progress: bool = True,
-                  max_rows_per_shard: int = config.MAX_ROWS_PER_SHARD,
-                  row_group_rows: int = config.ROW_GROUP_ROWS, source_options: dict | None = None) -> dict:
+                  params: ExtractParams | None = None, source_options: dict | None = None) -> dict:
     """Fetch, read and write one model: its filter shards and its metadata rows.
 
-    ``source_options`` go to :func:`sources.load` (for ``train`` entries: ``profile``,
-    ``reports_dir``, ``hub_ids``, ...). Nothing is written unless every step succeeds; the
-    previous output stays otherwise.
+    ``params`` is the ``extract`` group (shard sizes; its ``cache_dir`` unless ``cache_dir``
+    is given). ``source_options`` go to :func:`sources.load` (for ``train`` entries:
+    ``profile``, ``reports_dir``, ``hub_ids``, ...). Nothing is written unless every step
+    succeeds; the previous output stays otherwise.
     """
     from . import sources
 
-    loaded = sources.load(entry, cache_dir=cache_dir, root=root, **(source_options or {}))
+    params = ExtractParams.of(params)
+    loaded = sources.load(entry, cache_dir=cache_dir or params.cache_dir, root=root, **(source_options or {}))
     layers = layers_of(entry.model_id, loaded.convs.convs, dict(entry.conv_kind_overrides))
     check_expected(entry, layers)
     model = model_row(entry, loaded, layers, root)
     with progress_bar(total=model["n_filters"], unit="filter", unit_scale=True, desc=f"extract {entry.model_id}",
               disable=not progress, leave=False) as bar:
-        writer.write_model(release_dir, meta_dir, model, [layer.row for layer in layers], layers, bar,
-                           max_rows_per_shard, row_group_rows)
+        writer.write_model(release_dir, meta_dir, model, [layer.row for layer in layers], layers, bar, params)
     return model
 
 

@@ -23,7 +23,7 @@ import pandas as pd
 import pyarrow as pa
 
 from .dataset import layout
-from .dataset.reader import shard_schema
+from .dataset.shard import shard_schema
 from .dataset.runs import BATCH_ROWS, RunBatch, iter_runs
 from .dataset.schema import FILTERS_SCHEMA
 from .progress import bar as progress_bar
@@ -135,7 +135,8 @@ class FilterScan:
         well_formed = shard_schema(path).remove_metadata().equals(FILTERS_SCHEMA)
         columns = [f.name for f in FILTERS_SCHEMA] if well_formed else _KEY_COLUMNS
         folder_code = self._code(model_id)
-        for runs in iter_runs(path, columns, self.batch_rows):
+        # one decoding thread: the scan's numpy work is the bottleneck, not the decoding
+        for runs in iter_runs(path, columns, self.batch_rows, use_threads=False):
             prev = self._add_runs(runs, folder_code, prev, well_formed)
         self.shards_ += 1
         pa.default_memory_pool().release_unused()  # keep the footprint flat from shard to shard

@@ -232,6 +232,11 @@ def load_layer(model_id: str, layer: int | str, source: str | Path, revision: st
         as ``hf://ORG/NAME`` (also ``hf://datasets/ORG/NAME``); only that form goes to the Hub.
     revision : for the Hub, a tag (``v1.2.0``), branch or commit; None for a folder.
 
+    The shards read are checked against the release's ``manifest.json`` (sha256, remembered
+    per file while it keeps its size and mtime) and their Parquet page checksums: a changed
+    byte raises :class:`~cnn_filter_db.errors.IntegrityError` or ``FormatError`` naming the
+    shard, never returns other numbers.
+
     Examples
     --------
     >>> w = load_layer("efficientnet-lite0", 0, "dist/cnn-filter-db")  # doctest: +SKIP

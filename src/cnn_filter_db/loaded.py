@@ -21,3 +21,4 @@ class Loaded:
     accuracy: float | None = None  # measured by the pipeline (trained models)
     validation_accuracy: float | None = None
     training_steps: int | None = None  # optimizer steps of a trained-here run (its training record)
+    training_dataset: str | None = None  # the dataset a trained-here run used (a profile may change it)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from pathlib import Path
 
 from . import config
@@ -25,7 +24,9 @@ from .catalog import entry_path, index_models, load_entry, set_members
 from .catalog_lock import load_lock
 from .errors import CnnFilterDbError
 from .extract import extract_model
+from .dataset import layout, writer
 from .hashing import sha256_file
+from .params import ExtractParams
 
 SETS_DIR = config.BUILD_DIR / "sets"
 
@@ -34,17 +35,17 @@ def summary_path(name: str, root: Path = Path(".")) -> Path:
     return Path(root) / SETS_DIR / f"{name}.json"
 
 
-def stamp(model_id: str, root: Path, extract_options: dict, pin: dict | None) -> str:
+def stamp(model_id: str, root: Path, params: ExtractParams, pin: dict | None) -> str:
     """What a member's outputs depend on: its entry file, the shard layout, its weight pin
     (``pin``: its block of catalog/lock.yaml, None when unpinned)."""
     parts = [sha256_file(entry_path(model_id, root)),
-             json.dumps({k: extract_options.get(k) for k in ("max_rows_per_shard", "row_group_rows")}, sort_keys=True),
+             json.dumps({k: getattr(params, k) for k in ("max_rows_per_shard", "row_group_rows")}, sort_keys=True),
              json.dumps(pin, sort_keys=True)]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
 def build_set(name: str, root: Path = Path("."), release_dir: Path | None = None, meta_dir: Path | None = None,
-              extract_options: dict | None = None, progress=None) -> dict:
+              params: ExtractParams | None = None, progress=None) -> dict:
     """Extract the set's new or changed members; write and return the set summary.
 
     Raises one CnnFilterDbError naming every member that failed (after trying them all).
@@ -52,7 +53,7 @@ def build_set(name: str, root: Path = Path("."), release_dir: Path | None = None
     root = Path(root)
     release_dir = Path(release_dir or root / config.RELEASE_DIR)
     meta_dir = Path(meta_dir or root / config.META_DIR)
-    opts = dict(extract_options or {})
+    opts = ExtractParams.of(params)
     out = summary_path(name, root)
     if name == config.DEFAULT_SET:
         ids = [m for m in index_models(root) if load_entry(m, root).set == config.DEFAULT_SET]
@@ -61,18 +62,17 @@ def build_set(name: str, root: Path = Path("."), release_dir: Path | None = None
         return summary
     previous = json.loads(out.read_text()).get("models", {}) if out.exists() else {}
     models, failed = {}, {}
-    start = time.perf_counter()
     lock = load_lock(root)  # read once; a first build adds its own pin below
     for model_id in set_members(name, root):
         want = stamp(model_id, root, opts, lock.get(model_id))
         old = previous.get(model_id, {})
-        built = (meta_dir / model_id / "model.parquet").exists() and (release_dir / "filters" / model_id).is_dir()
+        built = (meta_dir / model_id / writer.META_MODEL).exists() and layout.model_dir(release_dir, model_id).is_dir()
         if old.get("stamp") == want and built:
             models[model_id] = old
             continue
         try:
             entry = load_entry(model_id, root)
-            row = extract_model(entry, release_dir, meta_dir, root=root, progress=False, **opts)
+            row = extract_model(entry, release_dir, meta_dir, root=root, progress=False, params=opts)
         except CnnFilterDbError as exc:
             failed[model_id] = str(exc).splitlines()[0]
             if progress:
@@ -88,8 +88,7 @@ def build_set(name: str, root: Path = Path("."), release_dir: Path | None = None
         if progress:
             progress(model_id, "built")
     summary = {"set": name, "models": models, "failed": failed,
-               "n_filters": sum(m.get("n_filters", 0) for m in models.values()),
-               "seconds": round(time.perf_counter() - start, 1)}
+               "n_filters": sum(m.get("n_filters", 0) for m in models.values())}  # no clock time: a DVC output
     atomic_write_text(out, json.dumps(summary, indent=1, sort_keys=True) + "\n")
     if failed:
         raise CnnFilterDbError(f"set {name}: {len(failed)} of {len(failed) + len(models)} models failed:\n"

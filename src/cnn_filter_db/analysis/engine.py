@@ -41,9 +41,10 @@ import numpy as np
 from ..dataset import layout
 from ..dataset.runs import RunBatch, iter_runs
 from ..errors import AnalysisError
+from ..params import RunOptions
 from . import drift
-from .layer import CHUNK_ROWS, MOMENTS_LEN, layer_stats
 from .params import AnalyzeParams
+from .layer import CHUNK_ROWS, MOMENTS_LEN, layer_stats
 
 
 @dataclass
@@ -54,6 +55,7 @@ class Context:
     n_filters: np.ndarray
     out_channels: np.ndarray
     params: AnalyzeParams
+    batch_rows: int                           # rows read at a time (a run option)
     mean: np.ndarray | None = None            # passes 2-3: global basis
     components: np.ndarray | None = None
     ranges: list[tuple[float, float]] = field(default_factory=list)  # pass 3: distinct ranges
@@ -133,7 +135,7 @@ def pass_layers(item: tuple[int, str], ctx: Context) -> dict:
 
     pending: list[np.ndarray] = []
     pending_row, pending_key, pending_at_start, first = -1, ("", -1), False, True
-    for batch in iter_runs(path, ["weights"], ctx.params.batch_rows):
+    for batch in iter_runs(path, ["weights"], ctx.batch_rows):
         w = batch.weights()
         filters += len(w)
         for s, e, row, model, layer in _runs(batch, ctx, path):
@@ -184,7 +186,7 @@ def pass_range(item: tuple[int, str], ctx: Context) -> dict:
     vt, mu_v = _projection(ctx)
     lo: dict[int, float] = {}
     hi: dict[int, float] = {}
-    for batch in iter_runs(path, ["weights"], ctx.params.batch_rows):
+    for batch in iter_runs(path, ["weights"], ctx.batch_rows):
         w = batch.weights()
         for s, e, row, _, _ in _runs(batch, ctx, path):
             for a, b in _chunks(s, e):
@@ -216,7 +218,7 @@ def pass_hist(item: tuple[int, str], ctx: Context) -> dict:
     columns = ["weights"] + (["out_channel", "in_channel"] if half_on else [])
     full: dict[int, np.ndarray] = {}
     half: dict[int, np.ndarray] = {}
-    for batch in iter_runs(path, columns, p.batch_rows):
+    for batch in iter_runs(path, columns, ctx.batch_rows):
         w = batch.weights()
         if half_on:
             oc = batch.batch.column("out_channel").to_numpy(zero_copy_only=False)
@@ -253,7 +255,7 @@ class LocalEngine:
     parallelism comes from shards side by side instead.
     """
 
-    def __init__(self, workers: int = 1):
+    def __init__(self, workers: int):
         self.workers = max(1, int(workers))
 
     def map(self, fn: Callable, items: Iterable, ctx: Context) -> Iterator:
@@ -289,7 +291,7 @@ class DaskEngine:
     """One Dask task a shard on the cluster at ``scheduler``, or on a LocalCluster of
     ``workers`` single-threaded processes. Each task runs with one BLAS thread."""
 
-    def __init__(self, scheduler: str | None = None, workers: int = 2):
+    def __init__(self, scheduler: str | None, workers: int):
         from distributed import Client, LocalCluster
 
         self._cluster = None
@@ -319,7 +321,7 @@ class DaskEngine:
             self._cluster.close()
 
 
-def make_engine(params: AnalyzeParams):
-    if params.engine == "dask":
-        return DaskEngine(params.scheduler, params.workers)
-    return LocalEngine(params.workers)
+def make_engine(run: RunOptions):
+    if run.engine == "dask":
+        return DaskEngine(run.scheduler, run.workers)
+    return LocalEngine(run.workers)

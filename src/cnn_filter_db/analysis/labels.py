@@ -114,8 +114,8 @@ def _labels(column) -> list[str | None]:
 
 def load_labels(release_dir: Path) -> Labels:
     """Read and join the ``layers`` and ``models`` tables of a release."""
-    layers = read_table(release_dir, "layers", schema=LAYERS_SCHEMA)
-    models = read_table(release_dir, "models", schema=MODELS_SCHEMA)
+    layers = read_table(release_dir, "layers", schema=LAYERS_SCHEMA, verify=False)
+    models = read_table(release_dir, "models", schema=MODELS_SCHEMA, verify=False)
     layers = layers.sort_by([("model_id", "ascending"), ("layer_id", "ascending")])
     models = models.sort_by([("model_id", "ascending")])
     model_ids = models.column("model_id").to_pylist()

@@ -44,11 +44,6 @@ class AnalyzeParams:
     size_control_n : that number; null = the smallest compared group of the grouping.
     size_control_draws : draws of the size-controlled D (its median and interval).
     seed : seed of the null's splits, of the bootstrap weights and of the draws.
-    engine : ``local`` (this process) or ``dask`` (one task a shard).
-    scheduler : a Dask scheduler address; null starts a LocalCluster of ``workers``.
-    workers : shards analysed at a time: threads of the local engine, or processes of
-        the Dask LocalCluster.
-    batch_rows : rows read at a time from a shard (Parquet ``iter_batches``).
     model_plots : write one depth plot per model.
     """
 
@@ -69,10 +64,6 @@ class AnalyzeParams:
     size_control_n: int | None = None
     size_control_draws: int = 200
     seed: int = 0
-    engine: str = "local"
-    scheduler: str | None = None
-    workers: int = 2
-    batch_rows: int = 262_144
     model_plots: bool = True
 
     def __post_init__(self):
@@ -94,10 +85,6 @@ class AnalyzeParams:
             problems.append(f"bootstrap: expected a count >= 0, got {self.bootstrap}")
         if not 0 < self.ci_level < 1:
             problems.append(f"ci_level: expected 0 < value < 1, got {self.ci_level}")
-        if self.engine not in ("local", "dask"):
-            problems.append(f"engine: expected 'local' or 'dask', got {self.engine!r}")
-        if self.batch_rows < 1:
-            problems.append(f"batch_rows: expected at least 1, got {self.batch_rows}")
         if self.size_control_n is not None and self.size_control_n < 1:
             problems.append(f"size_control_n: expected null or at least 1, got {self.size_control_n}")
         if len(set(self.groupings)) != len(self.groupings):

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import AnalysisError
+from ..params import RunOptions
 from ..progress import bar as progress_bar
 from . import drift, report
 from .basis import Basis, BasisReducer
@@ -59,7 +60,8 @@ class GroupingResult:
     drift: list[dict]              # one row an ordered pair of compared groups
 
 
-def analyze(release_dir: Path, reports_dir: Path, params: dict | AnalyzeParams | None = None) -> dict:
+def analyze(release_dir: Path, reports_dir: Path, params: dict | AnalyzeParams | None = None,
+            run: dict | RunOptions | None = None) -> dict:
     """Analyse a release folder; write ``layer_stats`` into it and the reports.
 
     Every layer gets its ``layer_stats`` row; every other statistic is computed over the
@@ -73,20 +75,23 @@ def analyze(release_dir: Path, reports_dir: Path, params: dict | AnalyzeParams |
     reports_dir : where ``basis/``, ``drift/``, ``plots/``, ``metrics.json``,
         ``model_summary.csv``, ``degeneration_sensitivity.csv`` and ``README.md`` go.
     params : the ``analyze`` group of ``params.yaml`` (see :class:`AnalyzeParams`).
+    run : how to run (engine, workers, batch size; see :class:`RunOptions`): the numbers
+        do not depend on it.
 
     Returns
     -------
     dict : the headline numbers (also in ``metrics.json``) and the time of each pass.
     """
     p = params if isinstance(params, AnalyzeParams) else AnalyzeParams.from_dict(params)
+    run = RunOptions.of(run)
     release_dir, reports_dir = Path(release_dir), Path(reports_dir)
     timings = {}
     t = time.perf_counter()
     labels = load_labels(release_dir)
     items = shard_items(release_dir)
     pop = labels.population(p.population)
-    ctx = Context(labels.index, labels.n_filters, labels.out_channels, p)
-    engine = make_engine(p)
+    ctx = Context(labels.index, labels.n_filters, labels.out_channels, p, run.batch_rows)
+    engine = make_engine(run)
     acc = acc_half = pairs = ranges = range_of = None
     try:
         t = _tick(timings, "load", t)

@@ -59,6 +59,12 @@ def model_dir(release_dir: Path, model_id: str) -> Path:
     return table_dir(release_dir, "filters") / check_model_id(model_id)
 
 
+def model_patterns(model_id: str) -> list[str]:
+    """Glob patterns of what reading one model needs (for a partial download of a Hub
+    snapshot): its filter shards, the layers table and the manifest."""
+    return [f"filters/{check_model_id(model_id)}/*.parquet", config.RELEASE_CONFIGS["layers"], MANIFEST]
+
+
 def release_files(release_dir: Path) -> list[str]:
     """Every visible file of a release folder, as posix paths relative to it, sorted.
     Hidden and temporary folders are not entered."""

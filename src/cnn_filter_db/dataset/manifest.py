@@ -18,7 +18,7 @@ from ..atomic import atomic_write_text
 from ..errors import ReleaseError
 from ..hashing import sha256_file
 from . import layout
-from .reader import open_shard
+from .shard import open_shard
 
 SHA256 = r"^[0-9a-f]{64}$"
 

@@ -1,7 +1,8 @@
 """Read the tables of a release folder: whole small tables, one model's filters, one shard.
 
-Every read verifies the Parquet page checksums the writer put on each page, so a flipped
-byte in a data page is an error naming the shard, never different numbers. Column and row
+Every read verifies the Parquet page checksums the writer put on each page, and, when the
+folder has a ``manifest.json``, each shard's sha256 against it (:mod:`.integrity`): a
+flipped byte anywhere in a shard is an error naming the shard, never different numbers. Column and row
 filters are pushed down to the Parquet reader (only the row groups and columns asked for
 are decoded).
 
@@ -20,34 +21,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..errors import FormatError, ReleaseError
-from . import layout
+from . import integrity, layout
+from .shard import open_shard, read_shard, shard_schema
 
 #: Rows a batch when a model's filters are streamed.
 BATCH_ROWS = 1 << 18
-
-
-def open_shard(path: Path) -> pq.ParquetFile:
-    """A shard opened for reading with page checksums verified (``model_id`` as a dictionary)."""
-    try:
-        return pq.ParquetFile(path, read_dictionary=["model_id"], page_checksum_verification=True)
-    except (OSError, pa.ArrowException) as exc:
-        raise FormatError(f"{path}: not a readable Parquet file: {exc}") from None
-
-
-def read_shard(path: Path, columns: list[str] | None = None, filter: pc.Expression | None = None) -> pa.Table:
-    """One shard (or the rows of it that match ``filter``), page checksums verified."""
-    try:
-        return pq.read_table(path, columns=columns, filters=filter, page_checksum_verification=True)
-    except (OSError, pa.ArrowException) as exc:
-        raise FormatError(f"{path}: cannot be read: {exc}") from None
-
-
-def shard_schema(path: Path) -> pa.Schema:
-    """A shard's Arrow schema as written (read from its footer only)."""
-    try:
-        return pq.read_schema(path)
-    except (OSError, pa.ArrowException) as exc:
-        raise FormatError(f"{path}: not a readable Parquet file: {exc}") from None
 
 
 def _read(paths: list[Path], columns, filter, schema: pa.Schema | None) -> pa.Table:
@@ -67,7 +45,7 @@ def _read(paths: list[Path], columns, filter, schema: pa.Schema | None) -> pa.Ta
 
 def read_table(release_dir: Path, name: str, columns: list[str] | None = None,
                filter: pc.Expression | None = None, *, schema: pa.Schema | None = None,
-               missing_ok: bool = False) -> pa.Table | None:
+               missing_ok: bool = False, verify: bool = True) -> pa.Table | None:
     """Every shard of one config (``layers``, ``models``, ``layer_stats``, ``filters``) as one table.
 
     Parameters
@@ -78,6 +56,9 @@ def read_table(release_dir: Path, name: str, columns: list[str] | None = None,
         put in its order. Without it the shards are concatenated as written (a shard with
         other columns is reported by validation, not here).
     missing_ok : return None instead of raising when the table has no shard.
+    verify : check each shard's sha256 against the folder's manifest.json, when it has one
+        (see :mod:`.integrity`). The pipeline's own stages pass False: until the release
+        stage rewrites it, the manifest in the folder is the previous build's.
     """
     paths = layout.list_shards(release_dir, name)
     if not paths:
@@ -85,26 +66,34 @@ def read_table(release_dir: Path, name: str, columns: list[str] | None = None,
             return None
         raise ReleaseError(f"{layout.table_dir(release_dir, name)}: no Parquet shard of the {name} table; "
                            "run the extract and gather stages first")
+    if verify:
+        integrity.verify(release_dir, paths)
     return _read(paths, columns, filter, schema)
 
 
-def read_filters(release_dir: Path, model_id: str, columns: list[str] | None = None,
-                 layer_id: int | None = None) -> pa.Table:
-    """One model's filter rows (of one layer when ``layer_id`` is given), in stored order."""
+def _model_shards(release_dir: Path, model_id: str, verify: bool) -> list[Path]:
     paths = layout.model_shards(release_dir, model_id)
     if not paths:
         raise ReleaseError(f"{layout.model_dir(release_dir, model_id)}: no filter shards for {model_id!r}")
+    if verify:
+        integrity.verify(release_dir, paths)
+    return paths
+
+
+def read_filters(release_dir: Path, model_id: str, columns: list[str] | None = None,
+                 layer_id: int | None = None, *, verify: bool = True) -> pa.Table:
+    """One model's filter rows (of one layer when ``layer_id`` is given), in stored order;
+    ``verify`` as in :func:`read_table`."""
+    paths = _model_shards(release_dir, model_id, verify)
     where = pc.field("layer_id") == int(layer_id) if layer_id is not None else None
     return _read(paths, columns, where, None)
 
 
 def iter_filters(release_dir: Path, model_id: str, columns: list[str] | None = None,
-                 batch_rows: int = BATCH_ROWS) -> Iterator[pa.RecordBatch]:
-    """One model's filter rows as record batches, shard after shard (memory: one batch)."""
-    paths = layout.model_shards(release_dir, model_id)
-    if not paths:
-        raise ReleaseError(f"{layout.model_dir(release_dir, model_id)}: no filter shards for {model_id!r}")
-    for path in paths:
+                 batch_rows: int = BATCH_ROWS, *, verify: bool = True) -> Iterator[pa.RecordBatch]:
+    """One model's filter rows as record batches, shard after shard (memory: one batch);
+    ``verify`` as in :func:`read_table` (all of the model's shards, before the first batch)."""
+    for path in _model_shards(release_dir, model_id, verify):
         pf = open_shard(path)
         batches = pf.iter_batches(batch_size=batch_rows, columns=columns)
         while True:

@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import FormatError
-from .reader import open_shard
+from .shard import open_shard
 
 #: Rows decoded at a time: a slice of a row group keeps numpy temporaries small and in cache.
 BATCH_ROWS = 1 << 18
@@ -86,11 +86,12 @@ class RunBatch:
 
 
 def iter_runs(path: Path, columns: list[str], batch_rows: int = BATCH_ROWS,
-              prefetch: int = PREFETCH) -> Iterator[RunBatch]:
+              prefetch: int = PREFETCH, use_threads: bool = True) -> Iterator[RunBatch]:
     """The batches of one filter shard, each cut into (model, layer) runs.
 
     ``columns`` are read (``model_id`` and ``layer_id`` always); page checksums are verified,
     and an unreadable shard or a missing column is a :class:`FormatError` naming the shard.
+    ``use_threads``: decode a batch's columns in Arrow's thread pool.
     """
     pf = open_shard(path)
     columns = list(dict.fromkeys([*KEYS, *columns]))
@@ -99,7 +100,7 @@ def iter_runs(path: Path, columns: list[str], batch_rows: int = BATCH_ROWS,
         raise FormatError(f"{path}: filter shard without the columns {missing}")
     if pf.metadata.num_rows == 0:
         return
-    for batch in _ahead(pf.iter_batches(batch_size=batch_rows, columns=columns, use_threads=False),
+    for batch in _ahead(pf.iter_batches(batch_size=batch_rows, columns=columns, use_threads=use_threads),
                         prefetch, path):
         yield RunBatch.of(batch)
 

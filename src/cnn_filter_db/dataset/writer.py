@@ -3,18 +3,19 @@ small tables (one shard each). Every write goes to a temporary folder renamed in
 from __future__ import annotations
 
 import math
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Mapping
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .. import config
 from ..atomic import atomic_dirs
+from ..params import ExtractParams
 from . import layout
-from .reader import read_shard
+from .shard import read_shard
 from .schema import FILTERS_SCHEMA, LAYERS_SCHEMA, MODELS_SCHEMA, parquet_options
 
 #: The per-model metadata files of the build folder (``build/meta/<model_id>/``).
@@ -58,9 +59,7 @@ class FilterShardWriter:
     bounded by the row-group size, not by the number of filters.
     """
 
-    def __init__(self, directory: Path, model_id: str, n_rows: int,
-                 max_rows_per_shard: int = config.MAX_ROWS_PER_SHARD,
-                 row_group_rows: int = config.ROW_GROUP_ROWS):
+    def __init__(self, directory: Path, model_id: str, n_rows: int, max_rows_per_shard: int, row_group_rows: int):
         self.directory = Path(directory)
         self.model_id = model_id
         self.n_rows = n_rows
@@ -142,10 +141,10 @@ class Layer:
 
 
 def _write_shards(folder: Path, model_id: str, layers: Iterable[Layer], n_rows: int, progress,
-                  max_rows_per_shard: int, row_group_rows: int) -> list[Path]:
-    writer = FilterShardWriter(folder, model_id, n_rows, max_rows_per_shard, row_group_rows)
+                  params: ExtractParams) -> list[Path]:
+    writer = FilterShardWriter(folder, model_id, n_rows, params.max_rows_per_shard, params.row_group_rows)
     for layer in layers:
-        for batch in filter_batches(model_id, layer.row["layer_id"], layer.weight, row_group_rows):
+        for batch in filter_batches(model_id, layer.row["layer_id"], layer.weight, params.row_group_rows):
             writer.write(batch)
         if progress is not None:
             progress.update(layer.row["n_filters"])
@@ -153,9 +152,9 @@ def _write_shards(folder: Path, model_id: str, layers: Iterable[Layer], n_rows: 
 
 
 def write_filters(directory: Path, model_id: str, layers: Iterable[Layer], progress=None,
-                  max_rows_per_shard: int = config.MAX_ROWS_PER_SHARD,
-                  row_group_rows: int = config.ROW_GROUP_ROWS, n_rows: int | None = None) -> list[Path]:
-    """Write the filters of ``layers`` as the shards of ``directory`` (replaced whole).
+                  params: ExtractParams | Mapping | None = None, n_rows: int | None = None) -> list[Path]:
+    """Write the filters of ``layers`` as the shards of ``directory`` (replaced whole);
+    ``params`` sets the shard and row-group sizes (the ``extract`` group).
 
     ``layers`` may be a generator (pass ``n_rows``, which fixes the shard count up front):
     only one layer and one row group are held at a time.
@@ -164,14 +163,12 @@ def write_filters(directory: Path, model_id: str, layers: Iterable[Layer], progr
         layers = list(layers)
         n_rows = sum(layer.row["n_filters"] for layer in layers)
     with atomic_dirs(directory) as tmp:
-        names = [p.name for p in _write_shards(tmp, model_id, layers, n_rows, progress,
-                                               max_rows_per_shard, row_group_rows)]
+        names = [p.name for p in _write_shards(tmp, model_id, layers, n_rows, progress, ExtractParams.of(params))]
     return [Path(directory) / n for n in names]
 
 
 def write_model(release_dir: Path, meta_dir: Path, model: dict, layer_rows: list[dict],
-                layers: Iterable[Layer], progress=None, max_rows_per_shard: int = config.MAX_ROWS_PER_SHARD,
-                row_group_rows: int = config.ROW_GROUP_ROWS) -> Path:
+                layers: Iterable[Layer], progress=None, params: ExtractParams | Mapping | None = None) -> Path:
     """A model's filter shards (``<release>/filters/<id>/``) and its metadata rows
     (``<meta_dir>/<id>/``), written under temporary names and committed together: if
     anything fails, before or during the swap, both keep their previous content.
@@ -179,12 +176,25 @@ def write_model(release_dir: Path, meta_dir: Path, model: dict, layer_rows: list
     model_id = model["model_id"]
     filters_dir = layout.model_dir(release_dir, model_id)
     with atomic_dirs(filters_dir, Path(meta_dir) / layout.check_model_id(model_id)) as (ftmp, mtmp):
-        _write_shards(ftmp, model_id, layers, model["n_filters"], progress, max_rows_per_shard, row_group_rows)
+        _write_shards(ftmp, model_id, layers, model["n_filters"], progress, ExtractParams.of(params))
         pq.write_table(pa.Table.from_pylist([model], schema=MODELS_SCHEMA), mtmp / META_MODEL,
                        **parquet_options(MODELS_SCHEMA))
         pq.write_table(pa.Table.from_pylist(layer_rows, schema=LAYERS_SCHEMA), mtmp / META_LAYERS,
                        **parquet_options(LAYERS_SCHEMA))
     return filters_dir
+
+
+def remove_model(release_dir: Path, model_id: str) -> bool:
+    """Remove a model's filter shards; False when it has none. The folder is renamed to a
+    hidden name first, so a crash never leaves a half-deleted shard folder visible."""
+    folder = layout.model_dir(release_dir, model_id)
+    if not folder.exists():
+        return False
+    trash = folder.with_name(f".{model_id}.removed")
+    shutil.rmtree(trash, ignore_errors=True)
+    folder.rename(trash)
+    shutil.rmtree(trash)
+    return True
 
 
 def read_meta(meta_dir: Path, model_ids: list[str]) -> tuple[pa.Table, pa.Table]:

@@ -9,12 +9,12 @@ from pathlib import Path
 import re
 from typing import Literal
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 
 from .. import train
 from ..fields import StrictModel
 from ..loaded import Loaded
-from ..train.recipe import Recipe
+from ..train.recipe import CheckpointPin, Recipe
 from . import SourceKind, register
 from .hf import REPO_ID
 
@@ -24,6 +24,8 @@ class TrainSource(StrictModel):
 
     kind: Literal["train"]
     recipe: Recipe
+    checkpoint: dict[str, CheckpointPin] = Field(
+        default_factory=dict, description="profile -> the checkpoint it must give on a CPU (checked on every build)")
 
     @model_validator(mode="after")
     def _hub_dataset(self):
@@ -40,7 +42,7 @@ def uri(source, model_id: str) -> str:
 
 def build(source, model_id: str, cache_dir: Path | None = None, **options) -> Loaded:
     """Train (or reuse the cached run of) the recipe; ``options`` as :func:`cnn_filter_db.train.load`."""
-    return train.load_recipe(model_id, source.recipe, cache_dir=cache_dir, **options)
+    return train.load_recipe(model_id, source.recipe, cache_dir=cache_dir, pins=source.checkpoint, **options)
 
 
 register(SourceKind("train", TrainSource, uri, build=build))

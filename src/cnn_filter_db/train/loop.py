@@ -1,4 +1,4 @@
-"""The training loop: deterministic SGD with warm-up + cosine, best epoch on validation.
+"""The training loop: SGD or AdamW with warm-up + cosine, best epoch on validation.
 
 The test split never enters this module's :func:`fit`: the caller evaluates the returned
 best state on it once, with :func:`evaluate`.
@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import io
 import math
-import os
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,9 +24,11 @@ class Fitted:
     state: dict[str, torch.Tensor]
     best_epoch: int  # 1-based
     val_accuracy: float
-    history: list[dict] = field(default_factory=list)
+    history: list[dict] = field(default_factory=list)  # per epoch; no clock times (they change every run)
+    steps: int = 0  # optimizer steps taken (all epochs)
     seconds: float = 0.0  # wall clock
     cpu_seconds: float = 0.0  # this process's CPU time: the wall time on an idle machine, at one thread
+    epoch_seconds: list[float] = field(default_factory=list)
 
 
 def pick_device(device: str = "auto") -> torch.device:
@@ -38,27 +38,13 @@ def pick_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
-@contextmanager
-def deterministic(seed: int, num_threads: int):
-    """Seed torch, force deterministic kernels and a fixed thread count; restore after.
-
-    The thread count is fixed because CPU reductions may be split, and so summed, in a
-    different order with a different number of threads.
-    """
-    # cuBLAS needs this set before its first use to be deterministic
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    threads, det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
-    bench = torch.backends.cudnn.benchmark
-    torch.set_num_threads(num_threads)
-    torch.use_deterministic_algorithms(True)
-    torch.backends.cudnn.benchmark = False
-    torch.manual_seed(seed)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-        torch.use_deterministic_algorithms(det)
-        torch.backends.cudnn.benchmark = bench
+def make_optimizer(model: nn.Module, opt) -> torch.optim.Optimizer:
+    """The torch optimizer of a recipe's ``optimizer`` (``foreach=False``: one code path)."""
+    if opt.name == "adamw":
+        return torch.optim.AdamW(model.parameters(), lr=opt.lr, betas=opt.betas, eps=opt.eps,
+                                 weight_decay=opt.weight_decay, foreach=False)
+    return torch.optim.SGD(model.parameters(), lr=opt.lr, momentum=opt.momentum, nesterov=opt.nesterov,
+                           weight_decay=opt.weight_decay, foreach=False)
 
 
 def warmup_cosine(total_steps: int, warmup_fraction: float, final_fraction: float = 0.0):
@@ -106,7 +92,7 @@ def fit(model: nn.Module, train: tuple, val: tuple, recipe, augmentation: str, d
         progress: bool = True, desc: str = "train") -> Fitted:
     """Train ``model`` by ``recipe``; keep the weights of the epoch best on ``val``.
 
-    Call inside :func:`deterministic`. Shuffling and augmentation draw from their own
+    Call inside :func:`.determinism.deterministic`. Shuffling and augmentation draw from their own
     generator seeded by the recipe, independent of the model's initialisation.
     """
     x, y = train
@@ -114,9 +100,7 @@ def fit(model: nn.Module, train: tuple, val: tuple, recipe, augmentation: str, d
     batch = min(recipe.batch_size, n)
     steps_per_epoch = n // batch  # drop the ragged last batch: batch norm needs > 1 sample
     total = steps_per_epoch * recipe.epochs
-    opt = recipe.optimizer
-    optimizer = torch.optim.SGD(model.parameters(), lr=opt.lr, momentum=opt.momentum, nesterov=opt.nesterov,
-                                weight_decay=opt.weight_decay)
+    optimizer = make_optimizer(model, recipe.optimizer)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, warmup_cosine(total, recipe.schedule.warmup_fraction, recipe.schedule.final_lr_fraction))
     gen = torch.Generator().manual_seed(recipe.seed + 1)
@@ -125,7 +109,7 @@ def fit(model: nn.Module, train: tuple, val: tuple, recipe, augmentation: str, d
     best = Fitted(state={}, best_epoch=0, val_accuracy=-1.0)
     start, cpu_start = time.perf_counter(), time.process_time()
     for epoch in range(1, recipe.epochs + 1):
-        t0, c0 = time.perf_counter(), time.process_time()
+        t0 = time.perf_counter()
         model.train()
         order = torch.randperm(n, generator=gen)
         loss_sum, correct, seen = 0.0, 0, 0
@@ -152,9 +136,11 @@ def fit(model: nn.Module, train: tuple, val: tuple, recipe, augmentation: str, d
                 bar.update()
             val_acc = evaluate(model, val, device)
             bar.set_postfix(loss=f"{loss_sum / seen:.4f}", val_acc=f"{val_acc:.4f}")
-        best.history.append({"epoch": epoch, "train_loss": loss_sum / seen, "train_accuracy": correct / seen,
-                             "val_accuracy": val_acc, "lr": optimizer.param_groups[0]["lr"],
-                             "seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0})
+        best.steps += steps_per_epoch
+        best.history.append({"epoch": epoch, "step": best.steps, "train_loss": loss_sum / seen,
+                             "train_accuracy": correct / seen, "val_accuracy": val_acc,
+                             "lr": optimizer.param_groups[0]["lr"]})
+        best.epoch_seconds.append(time.perf_counter() - t0)
         if val_acc > best.val_accuracy:  # ties keep the earlier epoch
             best.val_accuracy, best.best_epoch = val_acc, epoch
             best.state = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}

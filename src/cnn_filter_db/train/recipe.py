@@ -6,7 +6,9 @@ steps then cosine to ~0, seed 0; random-crop + flip for CIFAR, digits resized to
 one correction: the best epoch is chosen on a validation split, and the test split is only
 used for the final evaluation. That is the ``paper`` profile. ``quick`` replaces the cost
 knobs (epochs, batch size, input size) by :data:`DEFAULT_QUICK`, updated by the recipe's
-own ``profiles.quick``; every profile runs the same code on the same recipe.
+own ``profiles.quick``, which may also train on a smaller dataset that ships in a package
+(offline) and with another optimizer (AdamW: a few hundred SGD steps leave the filters at
+their initialisation); every profile runs the same code.
 
 Example
 -------
@@ -19,9 +21,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Literal
+from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator,
+                      model_validator)
 
 from ..errors import SourceError
 from ..fields import exact_scalar
@@ -42,7 +45,7 @@ class _Strict(BaseModel):
         return exact_scalar(value, cls.model_fields[info.field_name].annotation)
 
 
-class Optimizer(_Strict):
+class SGD(_Strict):
     """SGD; the paper's values are the defaults."""
 
     name: Literal["sgd"] = "sgd"
@@ -50,6 +53,26 @@ class Optimizer(_Strict):
     momentum: float = Field(0.9, ge=0, lt=1)
     nesterov: bool = True
     weight_decay: float = Field(0.01, ge=0)
+
+
+class AdamW(_Strict):
+    """AdamW (decoupled weight decay); torch's defaults except no weight decay."""
+
+    name: Literal["adamw"]
+    lr: float = Field(0.001, gt=0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = Field(1e-8, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+
+
+def _optimizer_name(value) -> str:
+    """The union's tag: ``name``, and SGD when a mapping leaves it out (the paper's optimizer)."""
+    return value.get("name", "sgd") if isinstance(value, dict) else getattr(value, "name", "sgd")
+
+
+#: ``name`` chooses the optimizer; without one it is SGD.
+Optimizer = Annotated[Union[Annotated[SGD, Tag("sgd")], Annotated[AdamW, Tag("adamw")]],
+                      Discriminator(_optimizer_name)]
 
 
 class Schedule(_Strict):
@@ -87,12 +110,30 @@ class Split(_Strict):
         return self
 
 
+def _known_dataset(name: str) -> str:
+    from .data import DATASETS
+
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
+    return name
+
+
 class ProfileOverrides(_Strict):
-    """What a profile may change: the cost knobs, nothing that changes the method."""
+    """What a profile may change: the cost knobs (including a smaller dataset that ships in a
+    package, with its split), and the optimizer (a short run on a CPU leaves SGD's filters at
+    their initialisation; the models table's ``source_uri`` names the profile and optimizer)."""
 
     epochs: int | None = Field(None, ge=1)
     batch_size: int | None = Field(None, ge=2)
     input_size: int | None = Field(None, ge=8)
+    dataset: str | None = Field(None, description="a name of cnn_filter_db.train.data.DATASETS")
+    split: Split | None = None
+    optimizer: Optimizer | None = None
+
+    @field_validator("dataset")
+    @classmethod
+    def _known_dataset(cls, v):
+        return v if v is None else _known_dataset(v)
 
 
 class Recipe(_Strict):
@@ -104,7 +145,7 @@ class Recipe(_Strict):
     input_size: int = Field(32, ge=8, description="images are resized to input_size x input_size")
     epochs: int = Field(100, ge=1)
     batch_size: int = Field(256, ge=2)
-    optimizer: Optimizer = Optimizer()
+    optimizer: Optimizer = SGD()
     schedule: Schedule = Schedule()
     augmentation: Literal["auto", "none", "crop-flip"] = Field(
         "auto", description="crop-flip: random crop with 4-pixel padding + horizontal flip; "
@@ -125,11 +166,7 @@ class Recipe(_Strict):
     @field_validator("dataset")
     @classmethod
     def _known_dataset(cls, v):
-        from .data import DATASETS
-
-        if v not in DATASETS:
-            raise ValueError(f"unknown dataset {v!r}; known: {', '.join(DATASETS)}")
-        return v
+        return _known_dataset(v)
 
     def resolve(self, profile: str) -> Recipe:
         """The recipe as run under ``profile``: its overrides applied, ``profiles`` cleared."""
@@ -141,13 +178,22 @@ class Recipe(_Strict):
             data.update(DEFAULT_QUICK)
             given = self.profiles.get(profile)
             if given is not None:
-                data.update(given.model_dump(exclude_none=True))
+                data.update({k: v for k, v in given.model_dump().items() if v is not None})
         return Recipe.model_validate(data)
 
     def key(self) -> str:
         """sha256 of the canonical JSON of the recipe: the same text for the same run."""
         text = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()
+
+
+class CheckpointPin(_Strict):
+    """The checkpoint a profile of a recipe gives on a CPU (``train.determinism``): any CPU of
+    ``platform`` gives these bytes with these package versions; builds there check it."""
+
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="sha256 of the safetensors checkpoint")
+    versions: dict[str, str] = Field(description="package -> version the pin was made with (torch, numpy, ...)")
+    platform: str = Field("x86_64", description="the machine architecture it holds for (platform.machine())")
 
 
 def parse_recipe(data: dict, where: str = "source.recipe") -> Recipe:
@@ -159,7 +205,9 @@ def parse_recipe(data: dict, where: str = "source.recipe") -> Recipe:
     except ValidationError as exc:
         lines = []
         for err in exc.errors():
-            loc = ".".join(str(x) for x in err["loc"])
+            # the optimizer union's tag ("sgd", "adamw") is not a field of the file: leave it out
+            parts = [str(x) for i, x in enumerate(err["loc"]) if not (i and err["loc"][i - 1] == "optimizer")]
+            loc = ".".join(parts)
             msg = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
             lines.append(f"{where}.{loc}: {msg}")
         raise SourceError("invalid training recipe:\n  " + "\n  ".join(lines)) from None

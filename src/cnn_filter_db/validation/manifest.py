@@ -1,8 +1,11 @@
-"""Expectations on ``manifest.json``: one row a shard, listed in the manifest or on disk.
+"""Expectations on ``manifest.json``: one row a file, recorded in the manifest (the shards
+and the card files README.md and CITATION.cff) or on disk (every visible file of the folder
+but manifest.json: a stray file is a row that is not listed).
 
 Columns: ``path`` (relative to the release folder), ``listed`` (in the manifest),
-``exists`` (on disk), ``sha256_recorded`` / ``sha256_actual``, ``rows_recorded`` /
-``rows_actual`` (from the Parquet footer), ``fingerprint_recorded`` (the manifest's).
+``exists`` (on disk), ``sha256_recorded`` / ``sha256_actual`` (an edited card differs
+here), ``rows_recorded`` / ``rows_actual`` (shards only, from the Parquet footer),
+``fingerprint_recorded`` (the manifest's).
 
 Expectation parameter: ``fingerprint_recomputed``, the fingerprint over the sha256 of the
 shards on disk (``cnn_filter_db.dataset.manifest.fingerprint``).
@@ -20,12 +23,12 @@ KEYS = ["path"]
 def expectations(vocabulary: dict, params) -> list:
     return [
         gxe.ExpectColumnValuesToBeInSet(column="exists", value_set=[True],
-                                        description="every shard the manifest lists exists"),
+                                        description="every file the manifest lists exists"),
         gxe.ExpectColumnValuesToBeInSet(column="listed", value_set=[True],
-                                        description="every shard on disk is listed in the manifest"),
+                                        description="every file on disk is listed in the manifest (no stray files)"),
         gxe.ExpectColumnPairValuesToBeEqual(column_A="sha256_recorded", column_B="sha256_actual",
                                             ignore_row_if="either_value_is_missing",
-                                            description="every shard has the sha256 the manifest records"),
+                                            description="every file has the sha256 the manifest records"),
         gxe.ExpectColumnPairValuesToBeEqual(column_A="rows_recorded", column_B="rows_actual",
                                             ignore_row_if="either_value_is_missing",
                                             description="every shard has the row count the manifest records"),

@@ -13,6 +13,7 @@ import torch
 from cnn_filter_db import formats
 from cnn_filter_db.errors import FormatError
 from cnn_filter_db.extract import layers_of
+from keras_expected import dense, depthwise
 from keras2_writer import write_keras2_h5
 
 
@@ -48,38 +49,17 @@ def keras_model(tmp_path_factory):
     return model, paths, kernels
 
 
-def expected_dense(k):
-    """(kh, kw, in, out) -> (out, in, kh, kw), element by element."""
-    kh, kw, cin, cout = k.shape
-    e = np.empty((cout, cin, kh, kw), np.float32)
-    for o in range(cout):
-        for i in range(cin):
-            for y in range(kh):
-                for x in range(kw):
-                    e[o, i, y, x] = k[y, x, i, o]
-    return e
-
-
-def expected_depthwise(k):
-    kh, kw, c, mult = k.shape
-    e = np.empty((c * mult, 1, kh, kw), np.float32)
-    for ch in range(c):
-        for m in range(mult):
-            e[ch * mult + m, 0] = k[:, :, ch, m]
-    return e
-
-
 @pytest.mark.parametrize("layout", ["keras", "weights", "legacy"])
 def test_values_element_for_element(keras_model, layout):
     model, paths, kernels = keras_model
     convs = {c.name: c for c in formats.read(paths[layout], "keras").convs}
     assert set(convs) == {"stem", "dw", "sep/depthwise", "sep/pointwise", "grouped", "head"}  # 'up' skipped
-    np.testing.assert_array_equal(convs["stem"].weight, expected_dense(kernels["stem"][0]))
-    np.testing.assert_array_equal(convs["dw"].weight, expected_depthwise(kernels["dw"][0]))
-    np.testing.assert_array_equal(convs["sep/depthwise"].weight, expected_depthwise(kernels["sep"][0]))
-    np.testing.assert_array_equal(convs["sep/pointwise"].weight, expected_dense(kernels["sep"][1]))
-    np.testing.assert_array_equal(convs["grouped"].weight, expected_dense(kernels["grouped"][0]))
-    np.testing.assert_array_equal(convs["head"].weight, expected_dense(kernels["head"][0]))
+    np.testing.assert_array_equal(convs["stem"].weight, dense(kernels["stem"][0]))
+    np.testing.assert_array_equal(convs["dw"].weight, depthwise(kernels["dw"][0]))
+    np.testing.assert_array_equal(convs["sep/depthwise"].weight, depthwise(kernels["sep"][0]))
+    np.testing.assert_array_equal(convs["sep/pointwise"].weight, dense(kernels["sep"][1]))
+    np.testing.assert_array_equal(convs["grouped"].weight, dense(kernels["grouped"][0]))
+    np.testing.assert_array_equal(convs["head"].weight, dense(kernels["head"][0]))
     assert convs["dw"].kind == "depthwise" and convs["dw"].groups == 8
     assert convs["sep/depthwise"].kind == "depthwise" and convs["sep/pointwise"].kind == "dense"
     assert convs["grouped"].weight.shape == (6, 2, 3, 3)  # 6 inputs in 3 groups
@@ -144,11 +124,11 @@ def test_keras2_h5_reads_model_weights_never_optimizer_weights(tmp_path, keras2_
     convs = {c.name: c for c in m.convs}
     assert [c.name for c in sorted(m.convs, key=lambda c: c.level)] == [
         "conv1", "dwise", "sep/depthwise", "sep/pointwise", "conv2"]
-    np.testing.assert_array_equal(convs["conv1"].weight, expected_dense(keras2_kernels["conv1"]))
-    np.testing.assert_array_equal(convs["dwise"].weight, expected_depthwise(keras2_kernels["dwise"]))
-    np.testing.assert_array_equal(convs["sep/depthwise"].weight, expected_depthwise(keras2_kernels["sep_d"]))
-    np.testing.assert_array_equal(convs["sep/pointwise"].weight, expected_dense(keras2_kernels["sep_p"]))
-    np.testing.assert_array_equal(convs["conv2"].weight, expected_dense(keras2_kernels["conv2"]))
+    np.testing.assert_array_equal(convs["conv1"].weight, dense(keras2_kernels["conv1"]))
+    np.testing.assert_array_equal(convs["dwise"].weight, depthwise(keras2_kernels["dwise"]))
+    np.testing.assert_array_equal(convs["sep/depthwise"].weight, depthwise(keras2_kernels["sep_d"]))
+    np.testing.assert_array_equal(convs["sep/pointwise"].weight, dense(keras2_kernels["sep_p"]))
+    np.testing.assert_array_equal(convs["conv2"].weight, dense(keras2_kernels["conv2"]))
     assert convs["conv2"].groups == 2 and convs["conv1"].groups == 1
     assert not any((c.weight == 7.0).any() for c in m.convs)  # the optimizer's copies
     assert m.framework_versions["keras (writer)"] == "2.10.0"
@@ -161,7 +141,7 @@ def test_keras3_legacy_h5_ignores_its_optimizer_weights(keras_model):
     with h5py.File(paths["legacy"], "r") as f:
         assert "optimizer_weights" in f  # the real writer saved the Adam slots
     convs = {c.name: c for c in formats.read(paths["legacy"], "keras").convs}
-    np.testing.assert_array_equal(convs["stem"].weight, expected_dense(kernels["stem"][0]))
+    np.testing.assert_array_equal(convs["stem"].weight, dense(kernels["stem"][0]))
 
 
 # --------------------------------------------------------------------------- bad input

@@ -21,31 +21,9 @@ from cnn_filter_db.formats.sniff import sniff_format
 from cnn_filter_db.scaffold import add_entry
 from cnn_filter_db.sources.cache import sha256_file
 from keras2_writer import write_keras21_h5
+from keras_expected import dense, depthwise
 
 os.environ["KERAS_BACKEND"] = "torch"  # before the first import of keras
-
-
-def dense(k):
-    """(kh, kw, in, out) -> (out, in, kh, kw), element by element."""
-    kh, kw, cin, cout = k.shape
-    e = np.empty((cout, cin, kh, kw), np.float32)
-    for o in range(cout):
-        for i in range(cin):
-            for y in range(kh):
-                for x in range(kw):
-                    e[o, i, y, x] = k[y, x, i, o]
-    return e
-
-
-def depthwise(k):
-    kh, kw, c, mult = k.shape
-    e = np.empty((c * mult, 1, kh, kw), np.float32)
-    for ch in range(c):
-        for m in range(mult):
-            for y in range(kh):
-                for x in range(kw):
-                    e[ch * mult + m, 0, y, x] = k[y, x, ch, m]
-    return e
 
 
 def entry_for(path, model_id, **extra):

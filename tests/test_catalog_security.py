@@ -36,7 +36,7 @@ def project(tmp_path: Path) -> Path:
     for name in ("dvc.yaml", "params.yaml"):
         shutil.copy(ROOT / name, r)
     ignore = shutil.ignore_patterns("__pycache__")
-    for folder in ("stages", "validation", "src"):
+    for folder in ("stages", "src"):  # the suites are package data under src/
         shutil.copytree(ROOT / folder, r / folder, ignore=ignore)
     shutil.copy(ROOT / "catalog" / "vocabulary.yaml", r / "catalog")
     shutil.copy(ROOT / "catalog" / "models" / f"{SMALL}.yaml", r / "catalog" / "models")
@@ -120,6 +120,7 @@ def test_tampered_index_never_reaches_a_shell(tmp_path, cache_dir):
 def test_stage_script_refuses_an_id_outside_the_pattern(tmp_path):
     r = tmp_path / "r"
     shutil.copytree(ROOT / "stages", r / "stages")
+    (r / "catalog" / "models").mkdir(parents=True)  # a checkout, so that the id is what gets refused
     for stage in ("extract@x;touch PWNED", "extract@../../etc/passwd", "extract@-rf", "extract@--all"):
         out = subprocess.run([sys.executable, "stages/extract.py"], cwd=r, capture_output=True, text=True,
                              env=dict(os.environ, DVC_STAGE=stage, PYTHONPATH=str(ROOT / "src")))

@@ -24,7 +24,7 @@ from safetensors.torch import save
 from ..analysis.entropy import random_entropy, variance_entropy
 from ..atomic import atomic_write_text
 from ..errors import CnnFilterDbError
-from ..sources.cache import Cache
+from ..cache import Cache
 from . import architectures, determinism, loop
 from .data import load_splits
 from .recipe import Recipe

@@ -7,6 +7,15 @@ import h5py
 import numpy as np
 
 
+
+def write_layer_groups(group, weights: dict) -> None:
+    """One subgroup a layer under ``group``, its ``weight_names`` attribute and datasets, as Keras 2 writes them."""
+    for layer, ws in weights.items():
+        g = group.create_group(layer)
+        g.attrs["weight_names"] = np.array([n.encode() for n, _ in ws], dtype="S")
+        for name, value in ws:
+            g.create_dataset(name, data=value)
+
 def write_keras2_h5(path, kernels: dict[str, np.ndarray], optimizer_fill: float = 7.0,
                     conv2_class: str = "Conv2D") -> None:
     """A Keras 2 ``model.save`` file: model_config, model_weights (names with ':0', a nested
@@ -38,11 +47,7 @@ def write_keras2_h5(path, kernels: dict[str, np.ndarray], optimizer_fill: float 
             "bn": [("bn/gamma:0", np.ones(6, np.float32)), ("bn/beta:0", np.zeros(6, np.float32))],
             "conv2": [("conv2/kernel:0", kernels["conv2"])],
         }
-        for layer, ws in weights.items():
-            g = mw.create_group(layer)
-            g.attrs["weight_names"] = np.array([n.encode() for n, _ in ws], dtype="S")
-            for name, value in ws:
-                g.create_dataset(name, data=value)
+        write_layer_groups(mw, weights)
         ow = f.create_group("optimizer_weights")
         names = []
         for layer, ws in weights.items():
@@ -93,11 +98,7 @@ def write_keras21_h5(path, kernels: dict[str, np.ndarray]) -> None:
                          ("sep_1/pointwise_kernel:0", kernels["sep_p"]), ("sep_1/bias:0", np.ones(6, np.float32))],
             "conv2": [("conv2_1/kernel:0", kernels["conv2"]), ("conv2_1/bias:0", np.ones(6, np.float32))],
         }
-        for layer, ws in weights.items():
-            g = mw.create_group(layer)
-            g.attrs["weight_names"] = np.array([n.encode() for n, _ in ws], dtype="S")
-            for name, value in ws:
-                g.create_dataset(name, data=value)
+        write_layer_groups(mw, weights)
         ow = f.create_group("optimizer_weights")
         names = []
         for i, (name, value) in enumerate(w for ws in weights.values() for w in ws):

@@ -1,0 +1,1 @@
+"""Placeholder: mutation-testing tests of this module follow."""

@@ -67,6 +67,32 @@ def test_plan_refuses_a_release_that_differs_from_its_manifest(tmp_path, change,
     assert problems and any(problem in p for p in problems)
 
 
+def test_plan_lists_every_problem_on_its_own_line(tmp_path):
+    release = _release(tmp_path / "rel")
+    (release / "layers/train-00000-of-00001.parquet").write_bytes(b"M" * 5)
+    (release / "stray.txt").write_text("x")
+    with pytest.raises(PublishError) as info:
+        plan(release)
+    lines = str(info.value).split("\n")
+    fingerprint = _sha("\n".join(sorted([_sha(b"A" * 10), _sha(b"M" * 5)])).encode())
+    assert lines[1:] == [f"{release / 'stray.txt'}: not listed in manifest.json",
+                         f"{release / 'layers/train-00000-of-00001.parquet'}: sha256 differs from manifest.json",
+                         f"{release / 'manifest.json'}: fingerprint {json.loads((release / 'manifest.json').read_text())['fingerprint']} "
+                         f"does not match the shards ({fingerprint})"]
+
+
+def test_plan_of_a_manifest_without_card_files(tmp_path):
+    """``files`` is optional in a manifest: without it every sha256 is the file's own."""
+    release = _release(tmp_path / "rel")
+    (release / "README.md").unlink()
+    doc = json.loads((release / "manifest.json").read_text())
+    del doc["files"]
+    (release / "manifest.json").write_text(json.dumps(doc))
+    _, files = plan(release)
+    assert [(f.path_in_repo, f.sha256) for f in files[:2]] == [
+        ("filters/m/m-00000-of-00001.parquet", _sha(b"A" * 10)), ("layers/train-00000-of-00001.parquet", _sha(b"L" * 5))]
+
+
 def _files(sizes: dict[str, int]) -> list[PlannedFile]:
     return [PlannedFile(p, Path(p), n) for p, n in sizes.items()]
 
@@ -80,6 +106,15 @@ def test_batches_fill_each_commit_up_to_both_limits_and_keep_the_card_last():
     assert got == [["a", "b"], ["c", "d"], ["e"], ["README.md", "manifest.json"]]
     got = [[f.path_in_repo for f in b] for b in batches(files, max_bytes=1000, max_files=3)]
     assert got == [["a", "b", "c"], ["d", "e"], ["README.md", "manifest.json"]]
+
+
+def test_batches_count_bytes_from_zero_in_every_commit():
+    # a+b+c is 9 > 8 bytes (the sum, not the last file's size, is compared); after the first
+    # commit the count starts again at 0, so c+d (5 + 5) fits exactly in the limit of 10
+    files = _files({"a": 3, "b": 3, "c": 3})
+    assert [[f.path_in_repo for f in b] for b in batches(files, 8, 10)] == [["a", "b"], ["c"], []]
+    files = _files({"a": 8, "c": 5, "d": 5})
+    assert [[f.path_in_repo for f in b] for b in batches(files, 10, 10)] == [["a"], ["c", "d"], []]
 
 
 def test_batches_of_only_data_or_no_data():

@@ -1,1 +1,60 @@
-"""Placeholder: mutation-testing tests of this module follow."""
+"""``dataset.layout``: which paths belong to a release folder, with every refusal checked on
+paths written out by hand (mutants that survived the other tests)."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from cnn_filter_db.dataset import layout
+from cnn_filter_db.errors import ReleaseError
+
+
+def test_a_partial_download_of_one_model_asks_for_its_shards_the_layers_and_the_manifest():
+    assert layout.model_patterns("m1") == ["filters/m1/*.parquet", "layers/*.parquet", "manifest.json"]
+    with pytest.raises(ReleaseError, match=r"model_id '\.\./m1': not a model id"):
+        layout.model_patterns("../m1")
+
+
+@pytest.mark.parametrize("rel", [
+    "a\\b.parquet",        # a backslash: a separator on Windows
+    "/abs/x.parquet", "a//b.parquet", "a/./b.parquet", "a/", "a/../b", "..", ".", "",
+    ".hidden/x", "filters/.m.tmp/x", "x.tmp",
+])
+def test_a_path_that_is_not_plainly_inside_the_folder_is_refused(rel):
+    with pytest.raises(ReleaseError) as info:
+        layout.check_relative(rel)
+    assert str(info.value) == f"{rel!r}: not a path inside the release folder"
+
+
+@pytest.mark.parametrize("rel", [None, 5, b"filters/x.parquet"])
+def test_a_path_that_is_not_a_string_is_refused(rel):
+    with pytest.raises(ReleaseError, match="not a path inside the release folder"):
+        layout.check_relative(rel)
+
+
+def test_plain_relative_paths_are_accepted():
+    for rel in ("manifest.json", "filters/m/m-00000-of-00001.parquet", "a/b/c.d"):
+        assert layout.check_relative(rel) == rel
+
+
+def test_a_symlink_out_of_the_folder_is_refused_with_its_name(tmp_path):
+    release, outside = tmp_path / "rel", tmp_path / "outside"
+    release.mkdir()
+    outside.mkdir()
+    (outside / "x.parquet").write_bytes(b"x")
+    os.symlink(outside, release / "link")
+    with pytest.raises(ReleaseError) as info:
+        layout.inside(release, "link/x.parquet")
+    assert str(info.value) == f"'link/x.parquet': leads outside the release folder {release}"
+    assert layout.inside(release, "filters/x.parquet") == release / "filters" / "x.parquet"  # need not exist
+
+
+def test_model_shards_are_the_visible_parquet_files_in_name_order(tmp_path):
+    folder = tmp_path / "filters" / "m"
+    (folder / "sub.parquet").mkdir(parents=True)          # a folder, not a shard
+    for name in ("m-00001-of-00002.parquet", "m-00000-of-00002.parquet", ".m-00000-of-00002.parquet",
+                 "m.parquet.tmp", "notes.txt"):
+        (folder / name).write_bytes(b"x")
+    assert [p.name for p in layout.model_shards(tmp_path, "m")] == ["m-00000-of-00002.parquet",
+                                                                    "m-00001-of-00002.parquet"]

@@ -58,3 +58,15 @@ def test_model_shards_are_the_visible_parquet_files_in_name_order(tmp_path):
         (folder / name).write_bytes(b"x")
     assert [p.name for p in layout.model_shards(tmp_path, "m")] == ["m-00000-of-00002.parquet",
                                                                     "m-00001-of-00002.parquet"]
+
+
+def test_shards_are_listed_in_the_order_of_their_relative_paths_as_text(tmp_path):
+    """The manifest's order: by the posix path string, where "m-b/" sorts before "m/"
+    ('-' is 0x2d, '/' is 0x2f), unlike an order by path components."""
+    for rel in ("filters/m/m-00000-of-00001.parquet", "filters/m-b/m-b-00000-of-00001.parquet",
+                "filters/m.x/m.x-00000-of-00001.parquet", "layers/train-00000-of-00001.parquet"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"x")
+    got = [p.relative_to(tmp_path).as_posix() for p in layout.list_shards(tmp_path)]
+    assert got == ["filters/m-b/m-b-00000-of-00001.parquet", "filters/m.x/m.x-00000-of-00001.parquet",
+                   "filters/m/m-00000-of-00001.parquet", "layers/train-00000-of-00001.parquet"]

@@ -70,3 +70,24 @@ def test_shards_are_listed_in_the_order_of_their_relative_paths_as_text(tmp_path
     got = [p.relative_to(tmp_path).as_posix() for p in layout.list_shards(tmp_path)]
     assert got == ["filters/m-b/m-b-00000-of-00001.parquet", "filters/m.x/m.x-00000-of-00001.parquet",
                    "filters/m/m-00000-of-00001.parquet", "layers/train-00000-of-00001.parquet"]
+
+
+@pytest.mark.parametrize("model_id", ["", "a/b", "a\\b", "a\0b", ".", "..", ".hidden", "m.tmp", 5, None])
+def test_a_model_id_that_is_not_one_visible_folder_name_is_refused(model_id):
+    with pytest.raises(ReleaseError) as info:
+        layout.check_model_id(model_id)
+    assert str(info.value) == f"model_id {model_id!r}: not a model id (one visible folder name under filters/)"
+
+
+def test_model_ids_of_the_catalog_shape_are_accepted(tmp_path):
+    for model_id in ("efficientnet-lite0", "a", "m.x_1"):
+        assert layout.check_model_id(model_id) == model_id
+        assert layout.model_dir(tmp_path, model_id) == tmp_path / "filters" / model_id
+
+
+def test_an_unknown_table_is_refused_naming_the_known_ones(tmp_path):
+    with pytest.raises(ReleaseError) as info:
+        layout.table_dir(tmp_path, "nope")
+    assert str(info.value) == "unknown table 'nope'; known: ['filters', 'layer_stats', 'layers', 'models']"
+    assert [layout.table_dir(tmp_path, n) for n in ("filters", "layers", "models", "layer_stats")] == [
+        tmp_path / "filters", tmp_path / "layers", tmp_path / "models", tmp_path / "layer_stats"]

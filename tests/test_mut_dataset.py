@@ -3,13 +3,18 @@
 Expected values are hand counts, numpy, or pyarrow's own reading of the file."""
 from __future__ import annotations
 
+import hashlib
+import json
+import threading
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from cnn_filter_db.dataset import shard, writer
-from cnn_filter_db.errors import FormatError
+from cnn_filter_db.dataset import reader, shard, writer
+from cnn_filter_db.dataset.runs import RunBatch, iter_runs
+from cnn_filter_db.errors import FormatError, IntegrityError
 
 
 def _layer(layer_id: int, out_c: int, in_c: int, seed: int) -> writer.Layer:
@@ -67,3 +72,117 @@ def test_every_page_carries_a_checksum(tmp_path):
     pq.write_table(table, plain, **{**parquet_options(FILTERS_SCHEMA), "write_page_checksum": False})
     assert path.stat().st_size > plain.stat().st_size
     assert (path.stat().st_size - plain.stat().st_size) % 4 == 0
+
+
+# --------------------------------------------------------------------------- runs
+
+def _batch(model_id, layer_id) -> pa.RecordBatch:
+    n = len(layer_id)
+    w = pa.FixedSizeListArray.from_arrays(pa.array(np.arange(9 * n, dtype=np.float32)), 9)
+    return pa.RecordBatch.from_arrays([model_id, pa.array(layer_id, pa.int32()), w],
+                                      names=["model_id", "layer_id", "weights"])
+
+
+def test_runs_of_a_plain_string_model_id_column():
+    rb = RunBatch.of(_batch(pa.array(["a", "a", "b", "b", "b"]), [0, 0, 0, 0, 1]))
+    assert rb.keys() == [("a", 0), ("b", 0), ("b", 1)]
+    assert rb.starts.tolist() == [0, 2, 4] and rb.stops.tolist() == [2, 4, 5]
+    assert rb.starts.dtype == np.int64 and rb.stops.dtype == np.int64
+    assert rb.weights().shape == (5, 9) and rb.weights()[4, 8] == 44.0   # 9 * 5 values counted from 0
+    assert len(rb) == 5
+
+
+def test_runs_of_a_dictionary_that_repeats_a_value_and_holds_nulls():
+    """Dictionary ["a", "b", "a"]: codes 0 and 2 are one model; a null model_id and a null
+    layer_id are -1 (and the run's model is None)."""
+    mid = pa.DictionaryArray.from_arrays(pa.array([0, 2, 1, None], pa.int32()), pa.array(["a", "b", "a"]))
+    rb = RunBatch.of(_batch(mid, [3, 3, 3, None]))
+    assert rb.model.tolist() == [0, 0, 1, -1] and rb.layer.tolist() == [3, 3, 3, -1]
+    assert rb.keys() == [("a", 3), ("b", 3), (None, -1)]
+    assert rb.starts.tolist() == [0, 2, 3] and rb.stops.tolist() == [2, 3, 4]
+
+
+def test_runs_of_an_empty_batch():
+    rb = RunBatch.of(_batch(pa.array([], pa.string()), []))
+    assert rb.keys() == [] and len(rb) == 0
+    assert rb.starts.dtype == np.int64 and rb.starts.size == 0 and rb.stops.dtype == np.int64 and rb.stops.size == 0
+
+
+def _within(seconds: float, fn):
+    """Run ``fn`` in a thread; fail if it has not returned in ``seconds`` (a hang is a failure)."""
+    out = []
+    t = threading.Thread(target=lambda: out.append(fn()), daemon=True)
+    t.start()
+    t.join(seconds)
+    assert not t.is_alive(), f"did not finish within {seconds} s"
+    return out[0]
+
+
+def test_iter_runs_reads_the_asked_columns_in_batches(tmp_path):
+    (path,) = writer.write_filters(tmp_path / "m", "m", [_layer(0, 3, 4, 3), _layer(1, 2, 2, 4)])
+    runs = _within(60, lambda: list(iter_runs(path, ["layer_id", "out_channel"], batch_rows=5)))
+    assert [len(r) for r in runs] == [5, 5, 5, 1]                 # 12 + 4 rows
+    assert all(r.batch.schema.names == ["model_id", "layer_id", "out_channel"] for r in runs)
+    assert [k for r in runs for k in r.keys()] == [("m", 0)] * 3 + [("m", 1), ("m", 1)]
+    # out_channel of layer 0 (3 x 4): row i is out i // 4
+    assert np.concatenate([r.ints("out_channel") for r in runs]).tolist() == [i // 4 for i in range(12)] + [0, 0, 1, 1]
+
+
+def test_iter_runs_of_a_one_row_shard_and_of_an_empty_one(tmp_path):
+    (one,) = writer.write_filters(tmp_path / "one", "m", [_layer(0, 1, 1, 5)])
+    runs = _within(60, lambda: list(iter_runs(one, ["weights"])))
+    assert [r.keys() for r in runs] == [[("m", 0)]]
+    (empty,) = writer.write_filters(tmp_path / "empty", "m", [])
+    assert _within(60, lambda: list(iter_runs(empty, ["weights"]))) == []
+
+
+def test_iter_runs_names_the_missing_columns(tmp_path):
+    (path,) = writer.write_filters(tmp_path / "m", "m", [_layer(0, 1, 1, 6)])
+    with pytest.raises(FormatError) as info:
+        next(iter_runs(path, ["weights", "nope"]))
+    assert str(info.value) == f"{path}: filter shard without the columns ['nope']"
+
+
+def test_leaving_iter_runs_early_stops_its_reader_thread(tmp_path):
+    (path,) = writer.write_filters(tmp_path / "m", "m", [_layer(0, 8, 8, 7)])
+
+    def first_then_close():
+        gen = iter_runs(path, ["weights"], batch_rows=4)
+        first = next(gen)
+        gen.close()                                  # the reader may be blocked on a full queue
+        return len(first)
+
+    assert _within(30, first_then_close) == 4
+
+
+# --------------------------------------------------------------------------- reader
+
+def _release_with_manifest(root):
+    (path,) = writer.write_filters(root / "filters" / "m", "m", [_layer(0, 4, 4, 8)])
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    doc = {"name": "cnn-filter-db", "version": "0", "fingerprint": hashlib.sha256(sha.encode()).hexdigest(),
+           "catalog_sha256": "c" * 64, "versions": {},
+           "shards": [{"path": "filters/m/m-00000-of-00001.parquet", "sha256": sha, "rows": 16, "bytes": 1}]}
+    (root / "manifest.json").write_text(json.dumps(doc))
+    return path
+
+
+def _flip_in_weights(path):
+    md = pq.ParquetFile(path).metadata.row_group(0)
+    col = next(md.column(i) for i in range(md.num_columns) if md.column(i).path_in_schema.startswith("weights"))
+    at = col.data_page_offset + col.total_compressed_size // 2
+    data = bytearray(path.read_bytes())
+    data[at] ^= 0x5A
+    path.write_bytes(bytes(data))
+
+
+def test_iter_filters_checks_the_manifest_by_default_and_reads_the_asked_columns(tmp_path):
+    path = _release_with_manifest(tmp_path)
+    batches = list(reader.iter_filters(tmp_path, "m", ["layer_id"], batch_rows=5))
+    assert [b.num_rows for b in batches] == [5, 5, 5, 1] and all(b.schema.names == ["layer_id"] for b in batches)
+    _flip_in_weights(path)
+    with pytest.raises(IntegrityError, match="differs from"):
+        next(reader.iter_filters(tmp_path, "m", ["layer_id"]))
+    with pytest.raises(FormatError) as info:                 # unverified: the page checksum catches it
+        list(reader.iter_filters(tmp_path, "m", verify=False))
+    assert str(info.value).startswith(f"{path}: cannot be read: ")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import time
 
 import numpy as np
 import pyarrow as pa
@@ -149,10 +150,57 @@ def test_leaving_iter_runs_early_stops_its_reader_thread(tmp_path):
     def first_then_close():
         gen = iter_runs(path, ["weights"], batch_rows=4)
         first = next(gen)
-        gen.close()                                  # the reader may be blocked on a full queue
+        time.sleep(0.5)                              # the reader fills the queue and waits to put more
+        gen.close()
         return len(first)
 
     assert _within(30, first_then_close) == 4
+
+
+def test_a_slow_consumer_still_gets_every_batch_from_a_named_daemon_reader(tmp_path):
+    (path,) = writer.write_filters(tmp_path / "m", "m", [_layer(0, 4, 4, 9)])
+
+    def slowly():
+        seen, readers = 0, set()
+        for runs in iter_runs(path, ["weights"], batch_rows=4):
+            readers |= {(t.name, t.daemon) for t in threading.enumerate() if t.name.startswith("read ")}
+            time.sleep(0.25)                         # longer than the reader's wait on a full queue
+            seen += len(runs)
+        return seen, readers
+
+    seen, readers = _within(60, slowly)
+    assert seen == 16
+    assert ("read m-00000-of-00001.parquet", True) in readers
+
+
+def test_the_reader_thread_is_a_daemon_whoever_iterates(tmp_path):
+    """A daemon even when the consumer is not one (here the test's main thread): a reader left
+    behind never keeps the interpreter from exiting."""
+    (path,) = writer.write_filters(tmp_path / "m", "m", [_layer(0, 2, 2, 10)])
+    assert not threading.current_thread().daemon
+    flags = set()
+    for _ in iter_runs(path, ["weights"], batch_rows=2):
+        flags |= {t.daemon for t in threading.enumerate() if t.name == "read m-00000-of-00001.parquet"}
+    assert flags == {True}
+
+
+def test_an_error_of_the_batch_source_reaches_the_consumer(tmp_path):
+    from cnn_filter_db.dataset.runs import _ahead
+
+    def source():
+        yield pa.record_batch([pa.array([1])], names=["x"])
+        raise ValueError("boom")
+
+    def consume():
+        got = []
+        try:
+            for b in _ahead(source(), 1, tmp_path / "x.parquet"):
+                got.append(b.num_rows)
+        except ValueError as exc:
+            return got, str(exc)
+        return got, None
+
+    assert _within(30, consume) == ([1], "boom")
 
 
 # --------------------------------------------------------------------------- reader

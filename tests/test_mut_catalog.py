@@ -227,3 +227,19 @@ def test_an_index_that_is_not_a_mapping_is_refused(tmp_path):
     with pytest.raises(CatalogError) as info:
         catalog.index_models(root)
     assert info.value.problems == [("catalog/index.yaml", "-", "expected a mapping; run `cnn-filter-db catalog index`")]
+
+
+def test_index_models_are_the_default_set_then_the_trained_then_the_selected_sets(tmp_path):
+    root = _project(tmp_path, [], {"catalog": {"sets": ["default", "x-set"]}})
+    (root / "catalog" / "index.yaml").write_text(yaml.safe_dump(
+        {"models": ["aa"], "trained": ["tt"], "sets": {"x-set": ["s1", "s2"], "y-set": ["s3"]}}))
+    assert catalog.index_models(root) == ["aa", "tt", "s1", "s2"]
+
+
+def test_an_index_that_is_not_valid_yaml_is_named_with_the_line(tmp_path):
+    root = _project(tmp_path, [], {})
+    (root / "catalog" / "index.yaml").write_text("models: [aa]\nmodels: [bb]\n")
+    with pytest.raises(CatalogError) as info:
+        catalog.index_models(root)
+    assert info.value.problems == [("catalog/index.yaml", "line 2, column 1",
+                                    "not valid catalog YAML: duplicate key 'models' (first at line 1)")]

@@ -243,3 +243,45 @@ def test_an_index_that_is_not_valid_yaml_is_named_with_the_line(tmp_path):
         catalog.index_models(root)
     assert info.value.problems == [("catalog/index.yaml", "line 2, column 1",
                                     "not valid catalog YAML: duplicate key 'models' (first at line 1)")]
+
+
+def test_a_problem_of_the_whole_entry_names_no_field(tmp_path):
+    e = _entries(tmp_path)[0]
+    e["accuracy"] = 0.5
+    root = _project(tmp_path, [e])
+    with pytest.raises(CatalogError) as info:
+        catalog.parse_entry(root / "catalog" / "models" / "aa-model.yaml", root)
+    assert [p[1] for p in info.value.problems] == ["-"]
+
+
+def test_a_field_holding_a_line_break_is_reported_on_one_line(tmp_path):
+    """Found by mutation testing: a layer name with a line break (a YAML key) made the
+    problem's field two lines."""
+    e = _entries(tmp_path)[0]
+    e["conv_kind_overrides"] = {"a\nb": "dense"}
+    root = _project(tmp_path, [e])
+    with pytest.raises(CatalogError) as info:
+        catalog.parse_entry(root / "catalog" / "models" / "aa-model.yaml", root)
+    ((_, fld, message),) = info.value.problems
+    assert fld == "conv_kind_overrides.a\\nb.[key]" and "\n" not in message
+
+
+def test_an_entry_that_is_not_valid_yaml_is_named_with_the_line(tmp_path):
+    path = tmp_path / "aa-model.yaml"
+    path.write_text("name: x\nname: y\n")
+    with pytest.raises(CatalogError) as info:
+        catalog.parse_entry(path, tmp_path)
+    assert info.value.problems == [(str(path), "line 2, column 1",
+                                    "not valid catalog YAML: duplicate key 'name' (first at line 1)")]
+
+
+def test_load_catalog_returns_every_entry_or_raises_every_problem(tmp_path):
+    entries = _entries(tmp_path)[:2]
+    root = _project(tmp_path, entries)
+    assert [e.model_id for e in catalog.load_catalog(root)] == ["aa-model", "bb-model"]
+    (root / "catalog" / "models" / "zz-model.yaml").write_text("name: x\n")
+    (root / "catalog" / "models" / "notes.txt").write_text("x")
+    with pytest.raises(CatalogError) as info:
+        catalog.load_catalog(root)
+    assert {p[0] for p in info.value.problems} == {str(root / "catalog" / "models" / n)
+                                                   for n in ("zz-model.yaml", "notes.txt")}

@@ -109,7 +109,8 @@ def _problems(where: str, exc: ValidationError) -> list[tuple[str, str, str]]:
             msg = "unknown field (not in catalog/schema.json)"
         elif err["type"] == "missing":
             msg = "required field is missing"
-        problems.append((where, loc or "-", msg.replace("\n", " ")))
+        # a key of the YAML (a layer name) may hold a line break: the field stays on one line too
+        problems.append((where, shown(loc or "-"), msg.replace("\n", " ")))
     return problems
 
 

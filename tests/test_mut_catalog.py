@@ -285,3 +285,51 @@ def test_load_catalog_returns_every_entry_or_raises_every_problem(tmp_path):
         catalog.load_catalog(root)
     assert {p[0] for p in info.value.problems} == {str(root / "catalog" / "models" / n)
                                                    for n in ("zz-model.yaml", "notes.txt")}
+
+
+INDEX_PROBLEM = [("catalog/index.yaml", "models", "does not match catalog/models/ and the licence policy of "
+                  "params.yaml; run `cnn-filter-db catalog index`")]
+
+
+def test_check_index_names_a_stale_missing_or_unreadable_index(tmp_path):
+    root = _project(tmp_path, _entries(tmp_path)[:1], {})
+    assert catalog.check_index(root) == INDEX_PROBLEM                   # no index yet
+    catalog.write_index(root)
+    assert catalog.check_index(root) == []
+    (root / "catalog" / "index.yaml").write_bytes(b"models: [\xff]\n")   # not UTF-8
+    assert catalog.check_index(root) == INDEX_PROBLEM
+
+
+@pytest.mark.parametrize("index,problem", [
+    ({"models": ["aa-model", "zz-model"], "sets": {"x": ["aa-model"]}}, False),  # every id names an entry file
+    ({"models": ["gone-model"]}, True),
+    ({"models": ["aa-model"], "trained": ["gone-model"]}, True),
+    ({"models": ["aa-model"], "sets": {"x": ["gone-model"]}}, True),
+    ({"models": ["Not An Id"]}, True),
+])
+def test_while_an_entry_is_malformed_check_index_names_only_ids_without_a_file(tmp_path, index, problem):
+    root = _project(tmp_path, _entries(tmp_path)[:1], {})
+    (root / "catalog" / "models" / "zz-model.yaml").write_text("name: x\n")   # malformed: no index renders
+    (root / "catalog" / "index.yaml").write_text(yaml.safe_dump(index))
+    assert catalog.check_index(root) == (INDEX_PROBLEM if problem else [])
+
+
+def test_load_entry_reads_the_vocabulary_of_its_root(tmp_path):
+    e = _entries(tmp_path)[0]
+    e["task"] = "custom-task"
+    root = _project(tmp_path, [e])
+    vocab = yaml.safe_load((root / "catalog" / "vocabulary.yaml").read_text())
+    vocab["task"].append("custom-task")
+    (root / "catalog" / "vocabulary.yaml").write_text(yaml.safe_dump(vocab))
+    assert catalog.load_entry("aa-model", root).task == "custom-task"
+
+
+def test_validate_catalog_names_a_stale_schema(tmp_path):
+    root = _project(tmp_path, _entries(tmp_path)[:1], {})
+    catalog.write_index(root)
+    (root / "catalog" / "schema.json").write_text("{}\n")
+    entries, problems = catalog.validate_catalog(root)
+    assert [e.model_id for e in entries] == ["aa-model"]
+    assert problems == [("catalog/schema.json", "-", "is out of date; run `cnn-filter-db catalog schema`")]
+    (root / "catalog" / "schema.json").write_text(catalog.render_schema(root))
+    assert catalog.validate_catalog(root)[1] == []

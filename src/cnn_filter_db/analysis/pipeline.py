@@ -27,6 +27,7 @@ from .layer import MOMENTS_LEN
 from .drift import NULL_PAIRS_GROUPING
 from .params import AnalyzeParams
 from .population import CONTROL_GROUPING, TRAINED_GROUP
+from .render import Renderer
 
 
 @dataclass
@@ -87,6 +88,15 @@ def analyze(release_dir: Path, reports_dir: Path, params: dict | AnalyzeParams |
     release_dir, reports_dir = Path(release_dir), Path(reports_dir)
     timings = {}
     t = time.perf_counter()
+    renderer = Renderer(run.workers)  # first: its workers fork before any other thread starts
+    try:
+        return _analyze(release_dir, reports_dir, p, run, renderer, timings, t)
+    finally:
+        renderer.close()
+
+
+def _analyze(release_dir: Path, reports_dir: Path, p: AnalyzeParams, run: RunOptions, renderer: Renderer,
+             timings: dict, t: float) -> dict:
     labels = load_labels(release_dir)
     items = shard_items(release_dir)
     pop = labels.population(p.population)
@@ -122,7 +132,7 @@ def analyze(release_dir: Path, reports_dir: Path, params: dict | AnalyzeParams |
                                         acc_half[g], pairs[g], boot_w, draw_w, p))
     t = _tick(timings, "drift", t)
     summary = report.write_all(release_dir, reports_dir, labels, pop, metrics, global_basis, control_bases,
-                               results, p, n_rows)
+                               results, p, n_rows, renderer)
     _tick(timings, "outputs", t)
     summary["timings_s"] = timings
     return summary

@@ -133,3 +133,14 @@ def test_shards_are_mapped_largest_first_with_their_path_order_index(tmp_path):
         writer.write_filters(tmp_path / "filters" / model_id, model_id, _layers(rng, shapes))
     items = shard_items(tmp_path)
     assert [(i, Path(p).parent.name) for i, p in items] == [(1, "b"), (2, "c"), (0, "a")]
+
+
+def test_map_in_workers_returns_the_calls_results_in_order():
+    args = [(np.arange(k, k + 5, dtype=np.float64), 3) for k in range(7)]
+    here = Renderer(1).map(np.round, args)
+    r = Renderer(2)
+    try:
+        there = r.map(np.round, args)
+    finally:
+        r.close()
+    assert [a.tolist() for a in there] == [a.tolist() for a in here] == [list(range(k, k + 5)) for k in range(7)]

@@ -126,10 +126,11 @@ def _analyze(release_dir: Path, reports_dir: Path, p: AnalyzeParams, run: RunOpt
         engine.close()
     boot_w = drift.poisson_weights(len(labels.model_ids), p.bootstrap, p.seed) if p.bootstrap else None
     draw_w = drift.poisson_weights(len(labels.model_ids), p.size_control_draws, p.seed, stream=1)
-    results = []
-    for g, plan in enumerate(plans):
-        results.append(_grouping_result(plan, labels, moments, global_basis, ranges[range_of[g]], acc[g],
-                                        acc_half[g], pairs[g], boot_w, draw_w, p))
+    # one task a grouping, side by side in the output workers (each task's numbers depend on
+    # its inputs only: its random draws are seeded inside)
+    results = renderer.map(_grouping_result, [
+        (plan, labels.model_ids, moments, global_basis, ranges[range_of[g]], acc[g], acc_half[g], pairs[g],
+         boot_w, draw_w, p) for g, plan in enumerate(plans)])
     t = _tick(timings, "drift", t)
     summary = report.write_all(release_dir, reports_dir, labels, pop, metrics, global_basis, control_bases,
                                results, p, n_rows, renderer)
@@ -301,7 +302,7 @@ def _pass3(engine, items, ctx: Context, labels: Labels, groupings: list[Grouping
 
 # --------------------------------------------------------------------------- drift
 
-def _grouping_result(plan: Plan, labels: Labels, moments, global_basis: Basis, value_range, acc, acc_half,
+def _grouping_result(plan: Plan, model_ids: list[str], moments, global_basis: Basis, value_range, acc, acc_half,
                      pairs, boot_w, draw_w, p: AnalyzeParams) -> GroupingResult:
     grouping = plan.grouping
     _, unit_model, unit_group = pairs
@@ -324,7 +325,7 @@ def _grouping_result(plan: Plan, labels: Labels, moments, global_basis: Basis, v
     nulls, splits = np.full(n_groups, np.nan), []
     for c, u in enumerate(units):
         if models[c] >= 2:
-            halves = drift.model_halves([labels.model_ids[m] for m in unit_model[u]], p.seed)
+            halves = drift.model_halves([model_ids[m] for m in unit_model[u]], p.seed)
             a, b = acc[u][halves == 0].sum(axis=0), acc[u][halves == 1].sum(axis=0)
             splits.append("models")
         else:

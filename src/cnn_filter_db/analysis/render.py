@@ -1,6 +1,7 @@
-"""Where the figures of the analysis are drawn: in worker processes beside the other outputs.
+"""Where the drift matrices and the figures of the analysis are computed: in worker processes.
 
-Drawing a figure is pure-Python work in matplotlib (ticks, text layout, the Agg raster) and
+The drift of each grouping (bootstrap and size-controlled draws included) is one task of
+:meth:`Renderer.map`, run side by side. Drawing a figure is pure-Python work in matplotlib (ticks, text layout, the Agg raster) and
 holds the GIL, so threads would not overlap it. With ``workers`` > 1 the figures are drawn by
 a pool of ``workers`` processes, forked when the analysis starts (before any reading thread
 or Dask client exists, and with matplotlib already imported, so a worker costs a fork, not
@@ -9,7 +10,7 @@ task: a function of :mod:`.plots` with its (small) inputs, pickled; the PNG it w
 one this process would have written. With one worker, or where ``fork`` is not available,
 the figures are drawn here, one after the other.
 
-Nothing here changes what is drawn: only where and when.
+Nothing here changes what is computed or drawn: only where and when.
 """
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ from typing import Callable
 
 
 class Renderer:
-    """Draws figures (``draw(fn, *args)``) in a process pool or here; :meth:`wait` for them."""
+    """Runs output tasks in a process pool, or here: :meth:`map` (results in order) and
+    :meth:`draw` (figures; :meth:`wait` for them)."""
 
     def __init__(self, workers: int):
         self._pool: ProcessPoolExecutor | None = None
@@ -33,6 +35,17 @@ class Renderer:
             fn(*args)
         else:
             self._pending.append(self._pool.submit(fn, *args))
+
+    def map(self, fn: Callable, args: list[tuple]) -> list:
+        """``[fn(*a) for a in args]``, the calls side by side in the workers."""
+        if self._pool is None:
+            return [fn(*a) for a in args]
+        futures = [self._pool.submit(fn, *a) for a in args]
+        try:
+            return [f.result() for f in futures]
+        finally:
+            for f in futures:
+                f.cancel()
 
     def wait(self) -> None:
         """Every figure asked for is written (the first error of a worker is raised here)."""

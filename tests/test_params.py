@@ -94,6 +94,11 @@ def test_params_yaml_groups_are_typed_and_hold_no_run_options():
     assert "extract" in stages["extract"]["do"]["params"] and "train" in stages["train"]["do"]["params"]
     listed = {p for s in stages.values() for p in (s.get("do", s).get("params") or [])}
     assert not any(p.split(".")[-1] in run_keys for p in listed)
+    # DVC's outputs must be written out in dvc.yaml: the train stage's reports sit where the
+    # effective train.reports_dir puts them
+    reports_dir = TrainParams.of(data["train"]).reports_dir
+    reports = [next(iter(o)) if isinstance(o, dict) else o for o in stages["train"]["do"]["outs"]]
+    assert [Path(o).parent for o in reports if o.startswith("reports/")] == [reports_dir] * 2
 
 
 def test_params_yaml_repeats_no_default():

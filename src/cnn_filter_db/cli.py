@@ -457,17 +457,18 @@ def build_parser() -> argparse.ArgumentParser:
                                    "sparsity, variance entropy, orthogonality and degeneration flags (written "
                                    "into the release as layer_stats), eigen-image bases and drift between "
                                    "groups (under --reports-dir; its README.md defines each measure). "
-                                   "Parameters: the analyze group of params.yaml.")
+                                   "Parameters: the analyze group of params.yaml over the defaults of "
+                                   "cnn_filter_db.params.AnalyzeParams.")
     p.add_argument("--reports-dir", type=Path, default=None, help=f"default: ROOT/{config.REPORTS_DIR}")
     # run options, not stage params: they change how the analysis runs, not its numbers
     p.add_argument("--engine", choices=["local", "dask"], default=None,
-                   help="local or dask (default: $CNN_FILTER_DB_ENGINE, else local)")
+                   help=f"local or dask (default: $CNN_FILTER_DB_ENGINE, else {RunOptions.engine})")
     p.add_argument("--scheduler", default=None, help="Dask scheduler address (engine dask; default: "
                                                      "$CNN_FILTER_DB_SCHEDULER, else a LocalCluster)")
     p.add_argument("--workers", type=int, default=None,
-                   help="shards at a time (default: $CNN_FILTER_DB_WORKERS, else RunOptions.workers)")
+                   help=f"shards at a time (default: $CNN_FILTER_DB_WORKERS, else {RunOptions.workers})")
     p.add_argument("--batch-rows", type=int, default=None,
-                   help="rows read at a time (default: $CNN_FILTER_DB_BATCH_ROWS, else RunOptions.batch_rows)")
+                   help=f"rows read at a time (default: $CNN_FILTER_DB_BATCH_ROWS, else {RunOptions.batch_rows:,})")
     release_dir_arg(p)
     p.set_defaults(func=cmd_analyze)
 

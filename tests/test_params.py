@@ -21,7 +21,7 @@ import yaml
 
 from cnn_filter_db import params as params_module
 from cnn_filter_db.errors import AnalysisError, CnnFilterDbError
-from cnn_filter_db.params import (GROUPS, AnalyzeParams, CatalogParams, ExtractParams, ReleaseParams, RunOptions,
+from cnn_filter_db.params import (GROUPS, SWITCHES, AnalyzeParams, CatalogParams, ExtractParams, ReleaseParams, RunOptions,
                                   TrainParams, ValidateParams, load_params)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,7 +105,9 @@ def test_params_yaml_repeats_no_default():
     data = yaml.safe_load((ROOT / "params.yaml").read_text())
     dvc_keys = dvc_read_keys(yaml.safe_load((ROOT / "dvc.yaml").read_text()))
     assert dvc_keys == {"catalog.sets", "models", "trained", "item"}  # what the foreach stages read
-    assert repeated_defaults(data, dvc_keys) == []
+    assert repeated_defaults(data, dvc_keys | set(SWITCHES)) == []
+    # the switches are written out, so that plain `dvc exp run -S train.profile=paper` works
+    assert all(key.split(".")[1] in (data[key.split(".")[0]] or {}) for key in SWITCHES)
     # the check itself: a repeat of each kind of value is found, a real change is not
     crafted = {"analyze": {"bins": 70, "sparsity_eps": 0.02, "groupings": list(AnalyzeParams.groupings)},
                "train": {"reports_dir": "reports/training", "profile": "paper"},

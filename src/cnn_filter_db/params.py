@@ -289,6 +289,12 @@ class CatalogParams:
 
 
 #: params.yaml's groups and their classes.
+#: Experiment switches: written out in params.yaml although they equal their default here,
+#: because ``dvc exp run -S key=value`` sets only keys the file already has (a key left out
+#: needs ``-S ++key=value``), and these are the ones the README tells users to flip.
+#: tests/test_params.py allows exactly these (and what dvc.yaml interpolates) to repeat a default.
+SWITCHES = ("train.profile", "analyze.population")
+
 GROUPS = {"extract": ExtractParams, "train": TrainParams, "validate": ValidateParams, "analyze": AnalyzeParams,
           "release": ReleaseParams, "catalog": CatalogParams}
 

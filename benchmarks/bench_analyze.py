@@ -16,7 +16,9 @@ them with plain ``pyarrow.parquet.ParquetFile`` (no checksums): a slightly cheap
 than any read the project is allowed to make, so the ratio compared unlike reads.
 
 The last line printed is one JSON object: filters, analyze_s, scan_s, ratio (target <= 5),
-filters_per_s, peak_rss_mb (of the analysis process; target flat between N and 4N),
+filters_per_s, peak_rss_mb (of the analysis process; target flat between N and 4N; its output
+workers, forked processes that draw the figures and compute the drift, are reported apart
+in workers_peak_rss_mb and analyze_workers_cpu_s),
 projected_s_1_46e9 (target <= 1200), and the per-layer throughputs.
 
     python benchmarks/bench_analyze.py --filters 5e6
@@ -138,8 +140,11 @@ def child_analyze(release: str, reports: str, params: str, run: str) -> dict:
 
     t, cpu = time.perf_counter(), time.process_time()
     summary = analyze(release, reports, json.loads(params), json.loads(run))
+    # the output workers (figures and drift, analysis/render.py) have ended and been waited for
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
     return {"seconds": time.perf_counter() - t, "cpu_s": time.process_time() - cpu, "timings_s": summary["timings_s"],
-            "peak_rss_mb": _peak_mb()}
+            "peak_rss_mb": _peak_mb(), "workers_cpu_s": kids.ru_utime + kids.ru_stime,
+            "workers_peak_rss_mb": kids.ru_maxrss / 1024}
 
 
 def _peak_mb() -> float:
@@ -267,6 +272,8 @@ def main() -> int:
             "scan_peak_rss_mb": round(scan["peak_rss_mb"], 1),
             "projected_s_1_46e9": round(ana["seconds"] / n * ORIGINAL_FILTERS, 1),
             "analyze_cpu_s": round(ana["cpu_s"], 2),
+            "analyze_workers_cpu_s": round(ana["workers_cpu_s"], 2),  # output workers (figures, drift)
+            "workers_peak_rss_mb": round(ana["workers_peak_rss_mb"], 1),
             "scan_cpu_s": round(scan["cpu_s"], 2),
             "timings_s": ana["timings_s"],
             "engine": args.engine,

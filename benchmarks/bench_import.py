@@ -6,8 +6,7 @@ model_id / conv_depth / conv_depth_norm), with ResNet/VGG-like layers and models
 0.9-1.7 M filters (the original averages 2.3 M filters and 33 layers a model). Then, each in
 its own process:
 
-* ``import``: ``import_original`` into a temporary project (entries, zstd shards, metadata),
-  ``--jobs`` models written at once (default: the importer's, two threads on two cores);
+* ``import``: ``import_original`` into a temporary project (entries, zstd shards, metadata);
   its time includes verifying the pinned sha256 (``hash_s`` reports that part alone);
 * ``plain``: the same layer slices read from the same file and written with
   ``pyarrow.parquet.ParquetWriter`` at default options.
@@ -85,13 +84,13 @@ def write_synthetic(path: Path, n_filters: int) -> None:
             ds[start:stop] = pool[: stop - start]
 
 
-def run_import(path: Path, sha: str, out: Path, jobs: int | None = None) -> dict:
+def run_import(path: Path, sha: str, out: Path) -> dict:
     from cnn_filter_db.import_original import import_original
 
     (out / "catalog" / "models").mkdir(parents=True)
     shutil.copy(ROOT / "catalog" / "vocabulary.yaml", out / "catalog")
     t = time.perf_counter()
-    report = import_original(path, sha, out, cache_dir=out / "cache", jobs=jobs)
+    report = import_original(path, sha, out, cache_dir=out / "cache")
     dt = time.perf_counter() - t
     assert not report.failed, report.failed[:3]
     size = sum(p.stat().st_size for p in (out / "dist").rglob("*.parquet"))
@@ -122,16 +121,15 @@ def run_plain(path: Path, out: Path) -> dict:
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
-def in_subprocess(mode: str, path: Path, sha: str, jobs: int | None = None) -> dict:
-    extra = ["--jobs", str(jobs)] if jobs else []
-    proc = subprocess.run([sys.executable, __file__, "--_mode", mode, "--_file", str(path), "--_sha", sha, *extra],
+def in_subprocess(mode: str, path: Path, sha: str) -> dict:
+    proc = subprocess.run([sys.executable, __file__, "--_mode", mode, "--_file", str(path), "--_sha", sha],
                           capture_output=True, text=True)
     if proc.returncode:
         raise SystemExit(f"bench_import: the {mode} run failed:\n{proc.stderr[-2000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def measure(n: int, tmp: Path, jobs: int | None = None) -> dict:
+def measure(n: int, tmp: Path) -> dict:
     from cnn_filter_db.hashing import sha256_file
 
     path = tmp / f"original-{n}.h5"
@@ -139,7 +137,7 @@ def measure(n: int, tmp: Path, jobs: int | None = None) -> dict:
     t = time.perf_counter()
     sha = sha256_file(path)
     hash_s = time.perf_counter() - t
-    imp = in_subprocess("import", path, sha, jobs)
+    imp = in_subprocess("import", path, sha)
     plain = in_subprocess("plain", path, sha)
     path.unlink()
     return {"import": imp, "plain": plain, "hash_s": hash_s}
@@ -148,28 +146,23 @@ def measure(n: int, tmp: Path, jobs: int | None = None) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--filters", type=float, default=5e7)
-    ap.add_argument("--jobs", type=int, default=None, help="models the importer writes at once")
     ap.add_argument("--_mode", choices=["import", "plain"], help=argparse.SUPPRESS)
     ap.add_argument("--_file", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--_sha", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args._mode:
         with tempfile.TemporaryDirectory(prefix="bench-import-") as tmp:
-            r = (run_import(args._file, args._sha, Path(tmp), args.jobs) if args._mode == "import"
-                 else run_plain(args._file, Path(tmp)))
+            r = run_import(args._file, args._sha, Path(tmp)) if args._mode == "import" else run_plain(args._file, Path(tmp))
             print(json.dumps(r))
         return
     n = int(args.filters)
     with tempfile.TemporaryDirectory(prefix="bench-import-") as tmp:
-        small = measure(n, Path(tmp), args.jobs)
-        big = measure(4 * n, Path(tmp), args.jobs)
+        small = measure(n, Path(tmp))
+        big = measure(4 * n, Path(tmp))
     imp, plain = big["import"], big["plain"]
     rate = 4 * n / imp["seconds"]
-    from cnn_filter_db.import_original import DEFAULT_JOBS
-
     print(json.dumps({
         "filters": n,
-        "jobs": args.jobs or DEFAULT_JOBS,
         "import_per_s": round(rate),
         "import_per_s_without_hash": round(4 * n / (imp["seconds"] - big["hash_s"])),
         "plain_per_s": round(4 * n / plain["seconds"]),

@@ -4,7 +4,6 @@ original's README and notebook allow, the sha256 gate on the pickled /meta, the 
 ``original-v1`` (entries only, /meta parsed once per file), and bad input."""
 from __future__ import annotations
 
-import hashlib
 import shutil
 from pathlib import Path
 
@@ -271,27 +270,6 @@ def test_nan_filters_fail_that_model_only(tmp_path, project):
     for r in report.imported:  # the others, before and after it, are complete and valid
         parse_entry(project / "catalog" / "models" / f"{r['model_id']}.yaml", project)
         assert pq.read_table(project / "dist" / "cnn-filter-db" / "filters" / r["model_id"]).num_rows == r["n_filters"]
-
-
-def test_models_written_at_once_give_the_same_bytes_and_report(tmp_path, root):
-    """Threads (``jobs``) change nothing but the time: every file byte for byte, the report's
-    order, and the failed model in the middle left out whole."""
-    models = MODELS[:2] + [Model("broken", "VGG-11", "Classification", "natural", "CIFAR-10", np.nan,
-                                 [(0, 3)], 1, nan_at=[1])] + MODELS[2:]
-    path, sha, _, _ = write(tmp_path, models=models)
-    runs = {}
-    for jobs in (1, 3):
-        proj = tmp_path / f"proj-{jobs}"
-        (proj / "catalog" / "models").mkdir(parents=True)
-        shutil.copy(root / "catalog" / "vocabulary.yaml", proj / "catalog" / "vocabulary.yaml")
-        report = import_original(path, sha, proj, cache_dir=tmp_path / "cache", jobs=jobs)
-        files = {str(p): hashlib.sha256((proj / p).read_bytes()).hexdigest() for p in files_under(proj)}
-        runs[jobs] = (report.imported, [f[0] for f in report.failed], files)
-    assert runs[1] == runs[3]
-    assert [r["original"] for r in runs[1][0]] == [m.model for m in models if m.model != "broken"]
-    assert runs[1][1] == ["broken"]
-    with pytest.raises(ValueError, match="jobs must be at least 1"):
-        import_original(path, sha, tmp_path / "proj-1", cache_dir=tmp_path / "cache", jobs=0)
 
 
 def test_existing_entries_are_kept_unless_forced(tmp_path, project):

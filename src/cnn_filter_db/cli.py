@@ -346,8 +346,7 @@ def cmd_import_original(args) -> int:
 
     r = import_original(Path(args.path), args.sha256, args.root, models=args.model or None,
                         unknown_labels="fallback" if args.fallback_labels else "error",
-                        force=args.force, progress=True, entries_only=args.entries_only, source_url=args.url,
-                        jobs=args.jobs)
+                        force=args.force, progress=True, entries_only=args.entries_only, source_url=args.url)
     for m in r.skipped:
         print(f"kept existing entry {m} (use --force)")
     for orig, problem in r.failed:
@@ -438,8 +437,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write only the catalog entries (set original-v1), for `dvc repro` to extract")
     p.add_argument("--url", default=None,
                    help="URL the entries name for the file (default: its file:// URL), e.g. the Zenodo download")
-    p.add_argument("--jobs", type=int, default=None,
-                   help="models written at once (default: 2, or 1 on a one-core machine)")
     p.set_defaults(func=cmd_import_original)
 
     p = sub.add_parser("gather", help="write the layers and models tables from extracted metadata")

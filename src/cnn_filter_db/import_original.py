@@ -27,10 +27,8 @@ model's rows of the filter array only.
 from __future__ import annotations
 
 import math
-import os
 import re
 import urllib.parse
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -86,9 +84,6 @@ _NONE = {"", "nan", "none", "-", "n/a", "null"}
 FAMILIES = (("efficientnet", "efficientnet"), ("mobilenet", "mobilenet"), ("regnet", "regnet"),
             ("convnext", "convnext"), ("yolo", "yolo"), ("inception", "inception"), ("googlenet", "inception"),
             ("vgg", "vgg"), ("resnet", "resnet"), ("resnext", "resnet"))
-#: Models written at once: compressing a model's shards (pyarrow, zstd) releases the GIL, so
-#: two models in threads use two cores; each holds one layer and one row group at a time.
-DEFAULT_JOBS = min(2, os.cpu_count() or 1)
 FALLBACKS = {"task": "other", "family": "other", "dataset": "unknown", "visual_category": "other"}
 #: Our label field -> the original's columns that hold it (the first present is used).
 LABEL_SOURCES = {"task": ("Task",), "visual_category": ("Visual Category", "Datatype"),
@@ -120,7 +115,7 @@ def import_original(h5_path: Path, sha256: str, out_root: Path = Path("."), *,
                     release_dir: Path | None = None, meta_dir: Path | None = None,
                     models: list[str] | None = None, unknown_labels: str = "error", force: bool = False,
                     progress: bool = False, entries_only: bool = False, source_url: str | None = None,
-                    cache_dir: Path | None = None, jobs: int | None = None) -> ImportReport:
+                    cache_dir: Path | None = None) -> ImportReport:
     """Write a catalog entry, filter shards and metadata rows for every model of the release.
 
     Parameters
@@ -137,8 +132,6 @@ def import_original(h5_path: Path, sha256: str, out_root: Path = Path("."), *,
         pipeline then extracts each model as its own stage.
     source_url : the URL the entries name (default: the file's ``file://`` URL).
     cache_dir : where the parsed /meta is kept (default: the weights cache).
-    jobs : models written at once (threads; default :data:`DEFAULT_JOBS`); the report keeps
-        the file's model order.
 
     Every model is checked before anything is written (its rows in /meta, every
     ``filter_ids`` range against the filter array, its labels against the vocabulary); the
@@ -152,9 +145,6 @@ def import_original(h5_path: Path, sha256: str, out_root: Path = Path("."), *,
     meta_dir = Path(meta_dir) if meta_dir else out_root / config.META_DIR
     if unknown_labels not in ("error", "fallback"):
         raise ValueError("unknown_labels must be 'error' or 'fallback'")
-    jobs = DEFAULT_JOBS if jobs is None else jobs
-    if jobs < 1:
-        raise ValueError(f"jobs must be at least 1, not {jobs}")
     df = read_meta(h5_path, sha256, cache_dir)  # refuses a file that is not the pinned one
     originals = list(dict.fromkeys(df[model_column(df)].astype(str)))
     if models is not None:
@@ -168,32 +158,22 @@ def import_original(h5_path: Path, sha256: str, out_root: Path = Path("."), *,
     plans = _plan(df, originals, h5_path, sha256, n_filters, out_root, unknown_labels, source_url)
 
     report = ImportReport()
-    todo = []
-    for plan in plans:
-        target = entry_path(plan.data["model_id"], out_root)
-        if target.exists() and not force:
-            report.skipped.append(plan.data["model_id"])
-        else:
-            todo.append((plan, target))
-    outputs = None if entries_only else (release_dir, meta_dir)
-    # h5py serialises its own calls (one lock), so the threads share the open dataset
-    with open_contained(h5_path) as f, ThreadPoolExecutor(max_workers=jobs) as pool:
+    with open_contained(h5_path) as f:
         ds = filters_dataset(f, h5_path)
-        futures = [pool.submit(_write_one, plan, ds, h5_path, sha256, target, out_root, outputs)
-                   for plan, target in todo]
-        try:
-            for (plan, _), future in zip(todo, futures):
-                try:
-                    done = future.result()
-                except CnnFilterDbError as exc:  # a damaged range or NaN found while streaming: nothing kept
-                    report.failed.append((plan.original, str(exc)))
-                    continue
-                report.imported.append(done)
-                if progress:
-                    print(f"{done['model_id']}: {done['n_layers']} layers, {done['n_filters']} filters", flush=True)
-        except BaseException:  # Ctrl-C or a bug: start no further model; those running finish whole
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise
+        for plan in plans:
+            target = entry_path(plan.data["model_id"], out_root)
+            if target.exists() and not force:
+                report.skipped.append(plan.data["model_id"])
+                continue
+            try:
+                done = _write_one(plan, ds, h5_path, sha256, target, out_root,
+                                  None if entries_only else (release_dir, meta_dir))
+            except CnnFilterDbError as exc:  # a damaged range or NaN found while streaming: nothing kept
+                report.failed.append((plan.original, str(exc)))
+                continue
+            report.imported.append(done)
+            if progress:
+                print(f"{done['model_id']}: {done['n_layers']} layers, {done['n_filters']} filters", flush=True)
     if (out_root / config.MODELS_DIR).is_dir():
         write_index(out_root)
     return report

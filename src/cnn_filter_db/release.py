@@ -20,10 +20,11 @@ from . import __version__, card, citation, config, croissant
 from .atomic import atomic_write_text
 from .catalog import catalog_sha256
 from .dataset import layout, reader, shard, writer
-from .dataset.layout import CARD_FILES
+from .dataset.layout import CARD_FILES, MANIFEST
 from .dataset.manifest import build_manifest, read_manifest, write_manifest
 from .errors import ReleaseError
 from .hashing import sha256_file
+from .hub_layout import HUB_LIMITS, HubLimits, require_within
 from .license_policy import LicensePolicy, excluded_models
 from .params import ReleaseParams
 
@@ -98,7 +99,8 @@ def load_manifest(source: Path | str | Mapping | None) -> dict | None:
 
 
 def build_release(release_dir: Path, version: str, params: ReleaseParams | Mapping, previous=None, *,
-                  root: Path = Path("."), entries: Iterable | None = None, prune: bool = True) -> dict:
+                  root: Path = Path("."), entries: Iterable | None = None, prune: bool = True,
+                  hub_limits: HubLimits = HUB_LIMITS) -> dict:
     """Finish ``release_dir`` as release ``version``: leave out the models the licence
     policy excludes, then write ``manifest.json``, ``README.md`` and ``CITATION.cff``.
 
@@ -115,6 +117,8 @@ def build_release(release_dir: Path, version: str, params: ReleaseParams | Mappi
     prune : remove the shards and rows of excluded models from the folder. The DVC stage
         passes False: there the policy acts in ``catalog/index.yaml`` (excluded models are
         never extracted), and finding one in the tables means the index is stale.
+    hub_limits : the layout limits the folder (with the files this writes) must keep; beyond
+        them ReleaseError before anything is written (tests pass small limits).
 
     Returns the manifest written.
     """
@@ -138,6 +142,7 @@ def build_release(release_dir: Path, version: str, params: ReleaseParams | Mappi
     else:
         leave_out(release_dir, excluded)
 
+    require_within(release_dir, hub_limits, planned=(*CARD_FILES, MANIFEST))
     schemas = table_schemas(release_dir)
     rows = reader.read_table(release_dir, "models", verify=False).to_pylist()
     manifest = build_manifest(release_dir, str(version), catalog_sha256(root), code_versions())

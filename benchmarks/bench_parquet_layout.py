@@ -20,7 +20,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from cnn_filter_db import config
-from cnn_filter_db.dataset import schema
+from cnn_filter_db.dataset import layout, reader, schema
 from cnn_filter_db.params import ExtractParams
 
 LAYOUTS = {
@@ -35,16 +35,16 @@ NEW = ("write_page_index", "use_content_defined_chunking")
 
 
 def main(release_dir: Path) -> None:
-    models = sorted(p for p in (release_dir / "filters").iterdir() if p.is_dir() and not p.name.startswith("."))
+    models = layout.filter_models(release_dir)
     n_rows = 0
     sizes = {name: 0 for name in LAYOUTS}
     seconds = {name: 0.0 for name in LAYOUTS}
     with tempfile.TemporaryDirectory() as tmp:
-        for folder in models:
-            table = pq.read_table(folder)
+        for model_id in models:
+            table = reader.read_filters(release_dir, model_id, verify=False)
             n_rows += table.num_rows
             for name, extra in LAYOUTS.items():
-                out = Path(tmp) / f"{folder.name}.parquet"
+                out = Path(tmp) / f"{model_id}.parquet"
                 t = time.perf_counter()
                 opts = schema.parquet_options(table.schema)
                 if extra is not None:

@@ -41,9 +41,8 @@ import numpy as np
 from ..dataset import layout
 from ..dataset.runs import RunBatch, iter_runs
 from ..errors import AnalysisError
-from ..params import RunOptions
+from ..params import AnalyzeParams, RunOptions
 from . import drift
-from .params import AnalyzeParams
 from .layer import CHUNK_ROWS, MOMENTS_LEN, layer_stats
 
 
@@ -73,12 +72,19 @@ def _one_blas_thread(fn: Callable, item, ctx):
 # --------------------------------------------------------------------------- reading
 
 def shard_items(release_dir: Path) -> list[tuple[int, str]]:
-    """(index, path) of every filter shard of a release, in a fixed order (model folder,
-    then shard number): the items the passes are mapped over."""
+    """(index, path) of every filter shard of a release: the items the passes are mapped over.
+
+    The index numbers the shards in a fixed order (model folder, then shard number), which is
+    the order fragments of a layer are joined in. The items come largest file first
+    (longest-processing-time-first): the last tasks to start are the small ones, so the
+    workers finish together instead of one idling while the other reads a big shard. The
+    merge does not depend on the order tasks run or finish in (see the module docstring).
+    """
     paths = layout.list_shards(release_dir, "filters")
     if not paths:
         raise AnalysisError(f"{layout.table_dir(release_dir, 'filters')}: no filter shards; run the extract stage first")
-    return [(i, str(p)) for i, p in enumerate(paths)]
+    items = [(i, str(p), p.stat().st_size) for i, p in enumerate(paths)]
+    return [(i, p) for i, p, _ in sorted(items, key=lambda it: (-it[2], it[0]))]
 
 
 def _runs(runs: RunBatch, ctx: Context, path: str) -> list[tuple[int, int, int, str, int]]:

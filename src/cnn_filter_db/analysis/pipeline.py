@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import AnalysisError
-from ..params import RunOptions
+from ..params import AnalyzeParams, RunOptions
 from ..progress import bar as progress_bar
 from . import drift, report
 from .basis import Basis, BasisReducer
@@ -25,8 +25,8 @@ from .engine import Context, make_engine, measure, pass_hist, pass_layers, pass_
 from .labels import Grouping, Labels, load_labels
 from .layer import MOMENTS_LEN
 from .drift import NULL_PAIRS_GROUPING
-from .params import AnalyzeParams
 from .population import CONTROL_GROUPING, TRAINED_GROUP
+from .render import Renderer
 
 
 @dataclass
@@ -82,11 +82,20 @@ def analyze(release_dir: Path, reports_dir: Path, params: dict | AnalyzeParams |
     -------
     dict : the headline numbers (also in ``metrics.json``) and the time of each pass.
     """
-    p = params if isinstance(params, AnalyzeParams) else AnalyzeParams.from_dict(params)
+    p = AnalyzeParams.of(params)
     run = RunOptions.of(run)
     release_dir, reports_dir = Path(release_dir), Path(reports_dir)
     timings = {}
     t = time.perf_counter()
+    renderer = Renderer(run.workers)  # first: its workers fork before any other thread starts
+    try:
+        return _analyze(release_dir, reports_dir, p, run, renderer, timings, t)
+    finally:
+        renderer.close()
+
+
+def _analyze(release_dir: Path, reports_dir: Path, p: AnalyzeParams, run: RunOptions, renderer: Renderer,
+             timings: dict, t: float) -> dict:
     labels = load_labels(release_dir)
     items = shard_items(release_dir)
     pop = labels.population(p.population)
@@ -116,13 +125,14 @@ def analyze(release_dir: Path, reports_dir: Path, params: dict | AnalyzeParams |
         engine.close()
     boot_w = drift.poisson_weights(len(labels.model_ids), p.bootstrap, p.seed) if p.bootstrap else None
     draw_w = drift.poisson_weights(len(labels.model_ids), p.size_control_draws, p.seed, stream=1)
-    results = []
-    for g, plan in enumerate(plans):
-        results.append(_grouping_result(plan, labels, moments, global_basis, ranges[range_of[g]], acc[g],
-                                        acc_half[g], pairs[g], boot_w, draw_w, p))
+    # one task a grouping, side by side in the output workers (each task's numbers depend on
+    # its inputs only: its random draws are seeded inside)
+    results = renderer.map(_grouping_result, [
+        (plan, labels.model_ids, moments, global_basis, ranges[range_of[g]], acc[g], acc_half[g], pairs[g],
+         boot_w, draw_w, p) for g, plan in enumerate(plans)])
     t = _tick(timings, "drift", t)
     summary = report.write_all(release_dir, reports_dir, labels, pop, metrics, global_basis, control_bases,
-                               results, p, n_rows)
+                               results, p, n_rows, renderer)
     _tick(timings, "outputs", t)
     summary["timings_s"] = timings
     return summary
@@ -291,7 +301,7 @@ def _pass3(engine, items, ctx: Context, labels: Labels, groupings: list[Grouping
 
 # --------------------------------------------------------------------------- drift
 
-def _grouping_result(plan: Plan, labels: Labels, moments, global_basis: Basis, value_range, acc, acc_half,
+def _grouping_result(plan: Plan, model_ids: list[str], moments, global_basis: Basis, value_range, acc, acc_half,
                      pairs, boot_w, draw_w, p: AnalyzeParams) -> GroupingResult:
     grouping = plan.grouping
     _, unit_model, unit_group = pairs
@@ -314,7 +324,7 @@ def _grouping_result(plan: Plan, labels: Labels, moments, global_basis: Basis, v
     nulls, splits = np.full(n_groups, np.nan), []
     for c, u in enumerate(units):
         if models[c] >= 2:
-            halves = drift.model_halves([labels.model_ids[m] for m in unit_model[u]], p.seed)
+            halves = drift.model_halves([model_ids[m] for m in unit_model[u]], p.seed)
             a, b = acc[u][halves == 0].sum(axis=0), acc[u][halves == 1].sum(axis=0)
             splits.append("models")
         else:

@@ -27,6 +27,7 @@ from . import degeneration, plots
 from .layer import METRIC_COLUMNS
 from .drift import NULL_PAIRS_GROUPING
 from .population import CONTROL_GROUPING, TRAINED_GROUP
+from .render import Renderer
 
 #: Columns of ``drift/<grouping>.csv`` (one row an ordered pair of compared groups).
 DRIFT_COLUMNS = ["grouping", "group_a", "group_b", "d", "d_lo", "d_hi", "d_replicates", "null_a", "null_b",
@@ -178,10 +179,14 @@ def _f(x) -> float | None:
 
 
 def write_all(release_dir: Path, reports_dir: Path, labels, pop, metrics: list[dict], basis, control_bases: dict,
-              results, p, n_rows: int) -> dict:
-    """Write every output; return the headline numbers."""
+              results, p, n_rows: int, renderer: Renderer | None = None) -> dict:
+    """Write every output; return the headline numbers.
+
+    The figures go to ``renderer`` first (worker processes draw them while this one writes
+    the tables and reports, see :mod:`.render`); without one they are drawn here.
+    """
+    renderer = renderer or Renderer(1)
     table = layer_stats_table(labels, metrics)
-    writer.write_table(table, release_dir, "layer_stats")
     stats = table.to_pandas()
     for flag in ("is_random_like", "is_low_diversity_sparse", "is_degenerate"):
         stats[flag] = stats[flag].astype("float64")  # nullable bool -> 1/0/NaN, so means are shares
@@ -190,7 +195,38 @@ def write_all(release_dir: Path, reports_dir: Path, labels, pop, metrics: list[d
     member = stats["model_id"].map(dict(zip(models["model_id"], models["population"])))
     in_pop = pop.layer_in  # stats is in the labels' (model_id, layer_id) order
     reports_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_dir(reports_dir / "plots") as plots_tmp:
+        _draw_plots(renderer, plots_tmp, stats, member, basis, control_bases, results, p)
+        writer.write_table(table, release_dir, "layer_stats")
+        _write_tables(reports_dir, stats, models, in_pop, basis, control_bases, results, p)
+        renderer.wait()
 
+    head = headline(stats, in_pop, pop, basis, control_bases, results, n_rows, labels.models.num_rows, p)
+    atomic_write_text(reports_dir / "metrics.json", _json(head))
+    atomic_write_text(reports_dir / "README.md", readme(head, results, p, sensitivity(stats[in_pop], p)))
+    return head
+
+
+def _draw_plots(renderer: Renderer, tmp: Path, stats, member, basis, control_bases: dict, results, p) -> None:
+    """Ask for every figure (the costly ones first, so the workers finish together)."""
+    for r in results:
+        if r.grouping.names:  # nothing compared: nothing to draw
+            renderer.draw(plots.coefficient_distributions, r, basis, tmp / f"coefficients_{r.grouping.name}.png")
+    for r in results:
+        if r.grouping.names:
+            renderer.draw(plots.drift_heatmap, r, tmp / f"drift_{r.grouping.name}.png", p.ci_level)
+    renderer.draw(plots.eigen_images, basis, tmp / "eigen_images.png", f"{p.population} population")
+    for kind, b in control_bases.items():
+        renderer.draw(plots.eigen_images, b, tmp / f"eigen_images_{kind}.png", f"controls: {kind}")
+    renderer.draw(plots.entropy_overview, stats, member, tmp / "entropy_sparsity_vs_depth.png")
+    if p.model_plots:
+        (tmp / "layers").mkdir()
+        for model_id, part in stats.groupby("model_id", sort=True):
+            renderer.draw(plots.model_layers, model_id, part, tmp / "layers" / f"{model_id}.png")
+
+
+def _write_tables(reports_dir: Path, stats, models, in_pop, basis, control_bases: dict, results, p) -> None:
+    """model_summary.csv, degeneration_sensitivity.csv, basis/ and drift/."""
     summary = model_summary(stats, models)
     summary.insert(1, "population", summary["model_id"].map(dict(zip(models["model_id"], models["population"]))))
     atomic_write_text(reports_dir / "model_summary.csv", summary.to_csv(index=False))
@@ -216,26 +252,6 @@ def write_all(release_dir: Path, reports_dir: Path, labels, pop, metrics: list[d
                 null, split = null_of.get(row["group"], (None, None))
                 groups.append({**row, "null": null, "null_split": split})
         pd.DataFrame(groups, columns=GROUP_COLUMNS).to_csv(tmp / "group-list.csv", index=False)
-
-    with atomic_dir(reports_dir / "plots") as tmp:
-        plots.eigen_images(basis, tmp / "eigen_images.png", f"{p.population} population")
-        for kind, b in control_bases.items():
-            plots.eigen_images(b, tmp / f"eigen_images_{kind}.png", f"controls: {kind}")
-        plots.entropy_overview(stats, member, tmp / "entropy_sparsity_vs_depth.png")
-        for r in results:
-            if not r.grouping.names:  # nothing compared: nothing to draw
-                continue
-            plots.drift_heatmap(r, tmp / f"drift_{r.grouping.name}.png", p.ci_level)
-            plots.coefficient_distributions(r, basis, tmp / f"coefficients_{r.grouping.name}.png")
-        if p.model_plots:
-            (tmp / "layers").mkdir()
-            for model_id, part in stats.groupby("model_id", sort=True):
-                plots.model_layers(model_id, part, tmp / "layers" / f"{model_id}.png")
-
-    head = headline(stats, in_pop, pop, basis, control_bases, results, n_rows, labels.models.num_rows, p)
-    atomic_write_text(reports_dir / "metrics.json", _json(head))
-    atomic_write_text(reports_dir / "README.md", readme(head, results, p, sensitivity(stats[in_pop], p)))
-    return head
 
 
 def readme(head: dict, results, p, sens: pd.DataFrame) -> str:

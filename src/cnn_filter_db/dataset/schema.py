@@ -91,6 +91,8 @@ def parquet_options(schema: pa.Schema) -> dict:
         opts["use_dictionary"] = [n for n in names if n != "weights"]
         opts["use_byte_stream_split"] = [WEIGHTS_LEAF]
         opts["use_content_defined_chunking"] = config.CONTENT_DEFINED_CHUNKING
+        # values handed to the encoder at a time (default 1,024): the same bytes, a few % less CPU
+        opts["write_batch_size"] = 1 << 16
     return opts
 
 

@@ -3,7 +3,9 @@ small tables (one shard each). Every write goes to a temporary folder renamed in
 from __future__ import annotations
 
 import math
+import queue
 import shutil
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Mapping
@@ -55,9 +57,16 @@ class FilterShardWriter:
     """Writes one model's filters as ``<model_id>-0000i-of-0000n.parquet`` shards.
 
     The number of rows is known up front (from the layer shapes), so the shard count is
-    fixed before the first byte. Rows are buffered to one row group at a time: memory is
-    bounded by the row-group size, not by the number of filters.
+    fixed before the first byte. Rows are buffered to one row group at a time and each
+    full row group is handed to a writer thread: Parquet encoding and compression release
+    the GIL, so the caller builds the next row group (reading and converting the next
+    layers) while the last one is written. Memory is bounded by the row-group size, not by
+    the number of filters: one group being filled, one queued, one being written. The
+    bytes written are those of writing each row group here, in the same order.
     """
+
+    #: Row groups handed over and not yet taken by the writer thread.
+    QUEUED = 1
 
     def __init__(self, directory: Path, model_id: str, n_rows: int, max_rows_per_shard: int, row_group_rows: int):
         self.directory = Path(directory)
@@ -66,13 +75,34 @@ class FilterShardWriter:
         self.row_group_rows = min(row_group_rows, max_rows_per_shard)
         self.max_rows_per_shard = max_rows_per_shard
         self.n_shards = max(1, math.ceil(n_rows / max_rows_per_shard))
+        # the writer thread's state
         self._shard = -1
         self._in_shard = 0
         self._written = 0
         self._writer: pq.ParquetWriter | None = None
+        self.paths: list[Path] = []
+        # the caller's state
         self._pending: list[pa.RecordBatch] = []
         self._pending_rows = 0
-        self.paths: list[Path] = []
+        self._handed = 0
+        self._queue: queue.Queue = queue.Queue(maxsize=self.QUEUED)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name=f"write {model_id}", daemon=True)
+        self._thread.start()
+
+    # ------------------------------------------------------------------ writer thread
+
+    def _run(self) -> None:
+        try:
+            while True:
+                table = self._queue.get()
+                if table is None:
+                    break
+                self._write_group(table)
+        except BaseException as exc:  # handed to the caller by _put / close
+            self._error = exc
+            while self._queue.get() is not None:  # unblock the caller until it stops
+                pass
 
     def _open_next(self) -> None:
         if self._writer is not None:
@@ -83,11 +113,7 @@ class FilterShardWriter:
         self.paths.append(path)
         self._writer = pq.ParquetWriter(path, FILTERS_SCHEMA, **parquet_options(FILTERS_SCHEMA))
 
-    def _flush(self) -> None:
-        if not self._pending:
-            return
-        table = pa.Table.from_batches(self._pending, schema=FILTERS_SCHEMA)
-        self._pending, self._pending_rows = [], 0
+    def _write_group(self, table: pa.Table) -> None:
         offset = 0
         while offset < table.num_rows:
             if self._writer is None or self._in_shard == self.max_rows_per_shard:
@@ -98,11 +124,32 @@ class FilterShardWriter:
             self._written += take
             offset += take
 
+    # ------------------------------------------------------------------ caller
+
+    def _put(self, item) -> None:
+        while True:
+            if self._error is not None:
+                raise self._error
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                if not self._thread.is_alive():
+                    raise RuntimeError(f"{self.model_id}: the shard writer thread stopped") from self._error
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        table = pa.Table.from_batches(self._pending, schema=FILTERS_SCHEMA)
+        self._pending, self._pending_rows = [], 0
+        self._handed += table.num_rows
+        self._put(table)
+
     def write(self, batch: pa.RecordBatch) -> None:
         while batch.num_rows:
             room = self.row_group_rows - self._pending_rows
             # a row group never spans two shards: stop the buffer at the shard boundary too
-            to_boundary = self.max_rows_per_shard - ((self._written + self._pending_rows) % self.max_rows_per_shard)
+            to_boundary = self.max_rows_per_shard - ((self._handed + self._pending_rows) % self.max_rows_per_shard)
             take = min(batch.num_rows, room, to_boundary)
             self._pending.append(batch.slice(0, take))
             self._pending_rows += take
@@ -110,8 +157,28 @@ class FilterShardWriter:
             if self._pending_rows == self.row_group_rows or take == to_boundary:
                 self._flush()
 
+    def _stop(self) -> None:
+        """Let the writer thread finish what it was handed, and end it."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+
+    def abort(self) -> None:
+        """Stop after a failure of the caller (the shards are left to the caller's temporary folder)."""
+        self._pending, self._pending_rows = [], 0
+        self._stop()
+        if self._writer is not None:
+            self._writer.close()
+
     def close(self) -> list[Path]:
-        self._flush()
+        try:
+            self._flush()
+        except BaseException:
+            self.abort()
+            raise
+        self._stop()
+        if self._error is not None:
+            raise self._error
         if self._writer is None:  # a model without 3x3 filters still gets its (empty) shard
             self._open_next()
         self._writer.close()
@@ -143,11 +210,15 @@ class Layer:
 def _write_shards(folder: Path, model_id: str, layers: Iterable[Layer], n_rows: int, progress,
                   params: ExtractParams) -> list[Path]:
     writer = FilterShardWriter(folder, model_id, n_rows, params.max_rows_per_shard, params.row_group_rows)
-    for layer in layers:
-        for batch in filter_batches(model_id, layer.row["layer_id"], layer.weight, params.row_group_rows):
-            writer.write(batch)
-        if progress is not None:
-            progress.update(layer.row["n_filters"])
+    try:
+        for layer in layers:
+            for batch in filter_batches(model_id, layer.row["layer_id"], layer.weight, params.row_group_rows):
+                writer.write(batch)
+            if progress is not None:
+                progress.update(layer.row["n_filters"])
+    except BaseException:
+        writer.abort()
+        raise
     return writer.close()
 
 

@@ -333,3 +333,26 @@ def test_validate_catalog_names_a_stale_schema(tmp_path):
     assert problems == [("catalog/schema.json", "-", "is out of date; run `cnn-filter-db catalog schema`")]
     (root / "catalog" / "schema.json").write_text(catalog.render_schema(root))
     assert catalog.validate_catalog(root)[1] == []
+
+
+def test_parse_all_checks_the_vocabulary_by_default(tmp_path):
+    e = _entries(tmp_path)[0]
+    e["task"] = "dreaming"
+    root = _project(tmp_path, [e])
+    entries, problems = catalog.parse_all(root)
+    assert entries == [] and [(p[1], p[2].split(" is not")[0]) for p in problems] == [("task", "'dreaming'")]
+    assert [x.model_id for x in catalog.parse_all(root, vocabulary=False)[0]] == ["aa-model"]
+
+
+def test_shown_keeps_printable_non_ascii_characters():
+    assert catalog.shown(Path("modèle/α.yaml")) == "modèle/α.yaml"
+
+
+def test_a_malformed_entry_in_a_folder_with_a_tab_is_named_on_one_line(tmp_path):
+    folder = tmp_path / "a\tb"
+    folder.mkdir()
+    path = folder / "aa-model.yaml"
+    path.write_text("name: x\nname: y\n")
+    with pytest.raises(CatalogError) as info:
+        catalog.parse_entry(path, tmp_path)
+    assert info.value.problems[0][0] == str(path).replace("\t", "\\t")

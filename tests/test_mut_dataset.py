@@ -234,3 +234,34 @@ def test_iter_filters_checks_the_manifest_by_default_and_reads_the_asked_columns
     with pytest.raises(FormatError) as info:                 # unverified: the page checksum catches it
         list(reader.iter_filters(tmp_path, "m", verify=False))
     assert str(info.value).startswith(f"{path}: cannot be read: ")
+
+
+def test_read_table_returns_the_asked_columns_with_or_without_a_schema(tmp_path):
+    from cnn_filter_db.dataset.schema import LAYERS_SCHEMA
+
+    rows = [{"model_id": "m", "layer_id": 0, "layer_name": "c", "conv_depth": 1, "conv_depth_norm": 1.0,
+             "out_channels": 2, "in_channels_per_group": 3, "groups": 1, "conv_kind": "dense", "n_filters": 6}]
+    writer.write_table(pa.Table.from_pylist(rows, schema=LAYERS_SCHEMA), tmp_path, "layers")
+    t = reader.read_table(tmp_path, "layers", columns=["n_filters", "model_id"], schema=LAYERS_SCHEMA)
+    assert t.column_names == ["n_filters", "model_id"] and t.column("n_filters").to_pylist() == [6]
+    assert reader.read_table(tmp_path, "layers", columns=["layer_name"]).column_names == ["layer_name"]
+    assert reader.read_table(tmp_path, "layers", schema=LAYERS_SCHEMA).schema == LAYERS_SCHEMA
+
+
+def test_read_table_widens_shards_written_with_narrower_types(tmp_path):
+    folder = tmp_path / "models"
+    folder.mkdir()
+    pq.write_table(pa.table({"n": pa.array([1], pa.int32())}), folder / "a-00000-of-00002.parquet")
+    pq.write_table(pa.table({"n": pa.array([2], pa.int64())}), folder / "a-00001-of-00002.parquet")
+    t = reader.read_table(tmp_path, "models", verify=False)
+    assert t.column("n").type == pa.int64() and t.column("n").to_pylist() == [1, 2]
+
+
+def test_read_table_of_a_table_without_shards(tmp_path):
+    from cnn_filter_db.errors import ReleaseError
+
+    with pytest.raises(ReleaseError) as info:
+        reader.read_table(tmp_path, "layers")
+    assert str(info.value) == (f"{tmp_path / 'layers'}: no Parquet shard of the layers table; "
+                               "run the extract and gather stages first")
+    assert reader.read_table(tmp_path, "layers", missing_ok=True) is None

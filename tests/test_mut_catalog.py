@@ -356,3 +356,4 @@ def test_a_malformed_entry_in_a_folder_with_a_tab_is_named_on_one_line(tmp_path)
     with pytest.raises(CatalogError) as info:
         catalog.parse_entry(path, tmp_path)
     assert info.value.problems[0][0] == str(path).replace("\t", "\\t")
+    assert info.value.problems[0][2].startswith("not valid catalog YAML: duplicate key 'name'")

@@ -10,6 +10,7 @@ import time
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
@@ -246,6 +247,9 @@ def test_read_table_returns_the_asked_columns_with_or_without_a_schema(tmp_path)
     assert t.column_names == ["n_filters", "model_id"] and t.column("n_filters").to_pylist() == [6]
     assert reader.read_table(tmp_path, "layers", columns=["layer_name"]).column_names == ["layer_name"]
     assert reader.read_table(tmp_path, "layers", schema=LAYERS_SCHEMA).schema == LAYERS_SCHEMA
+    none = pc.field("layer_id") == 5                       # the one row has layer_id 0
+    assert reader.read_table(tmp_path, "layers", ["model_id"], none, schema=LAYERS_SCHEMA).num_rows == 0
+    assert reader.read_table(tmp_path, "layers", ["model_id"], none).num_rows == 0
 
 
 def test_read_table_widens_shards_written_with_narrower_types(tmp_path):

@@ -1,1 +1,0 @@
-"""Placeholder: mutation-testing tests of this module follow."""

@@ -42,7 +42,7 @@ def entropy_of_scatter(gram: np.ndarray, total: np.ndarray, n: int) -> float:
     """H from the raw second moments of n filters: ``gram = X^T X`` and ``total = X.sum(0)``."""
     if n < 2:
         return float("nan")
-    gram = np.asarray(gram, dtype=np.float64)
+    gram, total = np.asarray(gram, dtype=np.float64), np.asarray(total, dtype=np.float64)
     scatter = gram - np.outer(total, total) / n
     lam = np.linalg.eigvalsh((scatter + scatter.T) * 0.5)
     floor = NOISE * max(float(np.trace(gram)), 0.0)
@@ -51,7 +51,8 @@ def entropy_of_scatter(gram: np.ndarray, total: np.ndarray, n: int) -> float:
     if s <= 0:
         return 0.0
     p = lam[lam > 0] / s
-    return float(-(p * np.log10(p)).sum())
+    # 0 - sum, not -sum: a single share (p = 1) sums to 0.0, and -0.0 would print as "-0.0"
+    return 0.0 - float((p * np.log10(p)).sum())
 
 
 def variance_entropy(weights: np.ndarray, chunk: int = 65536) -> float:

@@ -169,3 +169,17 @@ def test_random_threshold_is_computed_in_float64_whatever_the_dtype_of_n():
                 for k in (9, 64, 4096)]
     np.testing.assert_allclose(random_entropy(n), expected, rtol=0, atol=1e-13)
     assert abs(random_entropy(np.float32(64)) - expected[1]) < 1e-13
+
+
+# --------------------------------------------------------------------------- layer
+
+def test_layer_stats_without_thresholds_uses_spec_low_diversity_entropy():
+    """64 Gaussian filters, 16 of them scaled by 1e-4 (so below 0.01 max|W|, sparse):
+    S = 16 / 64 by hand, H from numpy's SVD is above 0.5, so with SPEC's defaults (H < 0.5
+    and S >= 0.14) the layer is not low-diversity-sparse."""
+    w = np.random.default_rng(4).standard_normal((64, 9)).astype(np.float32)
+    w[:16] *= np.float32(1e-4)
+    assert np.abs(w[:16]).max() < 0.01 * np.abs(w).max() <= np.abs(w[16:]).max(axis=1).min()
+    assert svd_entropy(w) > 0.5
+    m, _ = layer_stats(w, 8)
+    assert m["sparsity"] == 0.25 and m["is_low_diversity_sparse"] is False

@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from cnn_filter_db.params import AnalyzeParams, RunOptions
+
 ORIGINAL_FILTERS = 1.46e9
 
 #: Layer shapes (out_channels, in_channels_per_group) of a few common architectures.
@@ -215,10 +217,10 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--filters", type=float, default=50e6)
     ap.add_argument("--workdir", type=Path, default=None, help="default: a temporary folder, removed after")
-    ap.add_argument("--engine", default="local", choices=["local", "dask"])
-    ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--bootstrap", type=int, default=200)
-    ap.add_argument("--batch-rows", type=int, default=262_144)
+    ap.add_argument("--engine", default=RunOptions.engine, choices=["local", "dask"])
+    ap.add_argument("--workers", type=int, default=RunOptions.workers)
+    ap.add_argument("--bootstrap", type=int, default=AnalyzeParams.bootstrap)
+    ap.add_argument("--batch-rows", type=int, default=RunOptions.batch_rows)
     ap.add_argument("--reuse", action="store_true", help="keep a release already built in --workdir")
     ap.add_argument("--model-plots", action="store_true", help="also draw one plot a model")
     ap.add_argument("--skip-per-layer", action="store_true")

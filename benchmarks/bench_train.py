@@ -24,6 +24,8 @@ import sys
 import time
 from pathlib import Path
 
+from cnn_filter_db.params import TrainParams
+
 SRC = Path(__file__).resolve().parents[1] / "src"
 TINY = {"architecture": "resnet9", "dataset": "sklearn-digits", "seed": 0, "optimizer": {"lr": 0.02},
         "split": {"validation": 0.15, "test": 0.25, "limit": 900},
@@ -81,7 +83,7 @@ def capabilities() -> list[str]:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("model_id", nargs="?", help="a train entry of catalog/models (default: the tiny recipe)")
-    ap.add_argument("--profile", default="quick")
+    ap.add_argument("--profile", default=TrainParams.profile)
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.model_id:

@@ -11,6 +11,7 @@ import yaml
 
 from cnn_filter_db.analysis import degeneration
 from cnn_filter_db.analysis.layer import MOMENTS_LEN, layer_stats, moments, shape_normalise
+from cnn_filter_db.params import AnalyzeParams
 
 
 def test_shape_normalise_divides_each_filter_by_its_max_abs_in_float64():
@@ -53,8 +54,9 @@ def test_layer_stats_refuses_a_filter_count_not_matching_the_channels():
 
 
 def test_layer_stats_defaults_are_the_params_of_params_yaml(root):
-    """Called without thresholds, layer_stats uses the values params.yaml gives the pipeline."""
-    analyze = yaml.safe_load((root / "params.yaml").read_text())["analyze"]
+    """Called without thresholds, layer_stats uses the values params.yaml gives the pipeline
+    (its analyze group over the typed defaults)."""
+    analyze = AnalyzeParams.of(yaml.safe_load((root / "params.yaml").read_text())["analyze"]).to_dict()
     defaults = {k: p.default for k, p in inspect.signature(layer_stats).parameters.items()
                 if p.default is not inspect.Parameter.empty}
     assert defaults == {"sparsity_eps": analyze["sparsity_eps"], "margin": analyze["random_like_margin"],
@@ -74,7 +76,7 @@ def test_two_filter_layer_has_no_normalised_entropy():
 
 
 def test_degeneration_defaults_are_the_params_of_params_yaml(root):
-    analyze = yaml.safe_load((root / "params.yaml").read_text())["analyze"]
+    analyze = AnalyzeParams.of(yaml.safe_load((root / "params.yaml").read_text())["analyze"]).to_dict()
     defaults = {k: p.default for k, p in inspect.signature(degeneration.flags).parameters.items()
                 if p.default is not inspect.Parameter.empty}
     assert defaults == {"margin": analyze["random_like_margin"], "entropy_max": analyze["low_diversity_entropy"],

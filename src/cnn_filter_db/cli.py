@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from . import __version__, config
 from .errors import CnnFilterDbError
-from .params import ExtractParams, RunOptions, load_params
+from .params import AnalyzeParams, ExtractParams, ReleaseParams, RunOptions, TrainParams, ValidateParams, load_params
 from .progress import bar
 
 DESCRIPTION = """\
@@ -147,10 +148,9 @@ def cmd_extract(args) -> int:
 
 def _train_options(root: Path) -> dict:
     """The ``train`` params group as options of the train source (paths under the root)."""
-    p = load_params("train", root)
-    if p.get("reports_dir"):
-        p["reports_dir"] = Path(root) / p["reports_dir"]
-    return p
+    p = TrainParams.of(load_params("train", root))
+    return {"profile": p.profile, "reports_dir": Path(root) / p.reports_dir, "num_threads": p.num_threads,
+            "device": p.device, "hub_ids": p.hub_ids}
 
 
 def cmd_extract_set(args) -> int:
@@ -191,8 +191,8 @@ def cmd_gather(args) -> int:
 
 
 def cmd_release(args) -> int:
-    params = load_params("release", args.root)
-    version = args.version or params.get("version")
+    params = ReleaseParams.of(load_params("release", args.root))
+    version = args.version or params.version
     if not version:
         raise CnnFilterDbError("release: set release.version in params.yaml, or give --version")
     version = str(version)
@@ -200,15 +200,15 @@ def cmd_release(args) -> int:
         return _build_release(args, params, version)
     if args.previous or args.metrics:
         raise CnnFilterDbError("release: --previous and --metrics apply only with --build-only (the DVC stage)")
-    return _cut_release(args, version, params.get("hub_repo_id"))
+    return _cut_release(args, version, params.hub_repo_id)
 
 
-def _build_release(args, params: dict, version: str) -> int:
+def _build_release(args, params: ReleaseParams, version: str) -> int:
     """The DVC release stage: licence policy, manifest, card and citation."""
     from .catalog import load_catalog, selected_sets
     from .release import build_release
 
-    previous = args.previous or params.get("previous_manifest")
+    previous = args.previous or params.previous_manifest
     sets = set(selected_sets(args.root))  # entries of sets not built are not "left out" of this release
     manifest = build_release(args.release_dir, version, params, previous=previous, root=args.root,
                              entries=[e for e in load_catalog(args.root) if e.set in sets], prune=False)
@@ -220,7 +220,7 @@ def _build_release(args, params: dict, version: str) -> int:
     # the folder just written must pass the manifest suite (files, sha256, fingerprint)
     from .validate import validate_release
 
-    check = validate_release(args.release_dir, None, {"data_docs": False}, root=args.root,
+    check = validate_release(args.release_dir, None, ValidateParams(data_docs=False), root=args.root,
                              tables=["manifest"], require_manifest=True)
     if not check.success:
         print(check.summary(), file=sys.stderr)
@@ -235,9 +235,9 @@ def _build_release(args, params: dict, version: str) -> int:
 def cmd_validate(args) -> int:
     from .validate import validate_release
 
-    params = load_params("validate", args.root)
+    params = ValidateParams.of(load_params("validate", args.root))
     if args.max_abs_weight is not None:
-        params["max_abs_weight"] = args.max_abs_weight
+        params = replace(params, max_abs_weight=args.max_abs_weight)
     result = validate_release(args.path or args.root / config.RELEASE_DIR, args.reports, params, root=args.root,
                               **({"tables": args.tables} if args.tables else {}))
     print(result.summary())
@@ -252,8 +252,8 @@ def cmd_analyze(args) -> int:
 
     run = RunOptions.of({"engine": args.engine, "scheduler": args.scheduler, "workers": args.workers,
                          "batch_rows": args.batch_rows})
-    reports = args.reports_dir or args.root / "reports"
-    s = analyze(args.release_dir, reports, load_params("analyze", args.root), run)
+    reports = args.reports_dir or args.root / config.REPORTS_DIR
+    s = analyze(args.release_dir, reports, AnalyzeParams.of(load_params("analyze", args.root)), run)
     share = s["share_degenerate_layers"]
     print(f"analysed {s['filters']:,} filters in {s['layers']:,} layers of {s['models']} models: "
           f"{'n/a' if share is None else f'{share:.1%}'} of layers degenerated; reports in {reports}")
@@ -315,8 +315,7 @@ def _cut_release(args, version: str, repo_id: str | None) -> int:
 def cmd_publish(args) -> int:
     from .publish import publish
 
-    params = load_params("release", args.root)
-    repo_id = args.repo_id or params.get("hub_repo_id")
+    repo_id = args.repo_id or ReleaseParams.of(load_params("release", args.root)).hub_repo_id
     if not repo_id:
         print("publish: give --repo-id or set release.hub_repo_id in params.yaml", file=sys.stderr)
         return 2
@@ -327,9 +326,9 @@ def cmd_publish(args) -> int:
 def cmd_page(args) -> int:
     from .release_page import write_page
 
-    params = load_params("release", args.root)
+    params = ReleaseParams.of(load_params("release", args.root))
     reports = args.reports_dir or args.root / config.REPORTS_DIR
-    out = write_page(args.release_dir, reports, args.out, repo_id=params.get("hub_repo_id"))
+    out = write_page(args.release_dir, reports, args.out, repo_id=params.hub_repo_id)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, self-contained)")
     return 0
 
@@ -337,7 +336,7 @@ def cmd_page(args) -> int:
 def _validator(args):
     from .validate import validate_release
 
-    params = load_params("validate", args.root)
+    params = ValidateParams.of(load_params("validate", args.root))
     return lambda release_dir: validate_release(release_dir, params=params, root=args.root)
 
 
@@ -458,17 +457,18 @@ def build_parser() -> argparse.ArgumentParser:
                                    "sparsity, variance entropy, orthogonality and degeneration flags (written "
                                    "into the release as layer_stats), eigen-image bases and drift between "
                                    "groups (under --reports-dir; its README.md defines each measure). "
-                                   "Parameters: the analyze group of params.yaml.")
-    p.add_argument("--reports-dir", type=Path, default=None, help="default: ROOT/reports")
+                                   "Parameters: the analyze group of params.yaml over the defaults of "
+                                   "cnn_filter_db.params.AnalyzeParams.")
+    p.add_argument("--reports-dir", type=Path, default=None, help=f"default: ROOT/{config.REPORTS_DIR}")
     # run options, not stage params: they change how the analysis runs, not its numbers
     p.add_argument("--engine", choices=["local", "dask"], default=None,
-                   help="local or dask (default: $CNN_FILTER_DB_ENGINE, else local)")
+                   help=f"local or dask (default: $CNN_FILTER_DB_ENGINE, else {RunOptions.engine})")
     p.add_argument("--scheduler", default=None, help="Dask scheduler address (engine dask; default: "
                                                      "$CNN_FILTER_DB_SCHEDULER, else a LocalCluster)")
     p.add_argument("--workers", type=int, default=None,
-                   help="shards at a time (default: $CNN_FILTER_DB_WORKERS, else RunOptions.workers)")
+                   help=f"shards at a time (default: $CNN_FILTER_DB_WORKERS, else {RunOptions.workers})")
     p.add_argument("--batch-rows", type=int, default=None,
-                   help="rows read at a time (default: $CNN_FILTER_DB_BATCH_ROWS, else RunOptions.batch_rows)")
+                   help=f"rows read at a time (default: $CNN_FILTER_DB_BATCH_ROWS, else {RunOptions.batch_rows:,})")
     release_dir_arg(p)
     p.set_defaults(func=cmd_analyze)
 
@@ -490,7 +490,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("page", help="write reports/index.html, the release page (one self-contained HTML file)",
                        description="Counts, models and licences, validation summary, plots, drift tables, how "
                                    "to load and pin; opens offline (no request of any kind).")
-    p.add_argument("--reports-dir", type=Path, default=None, help="default: ROOT/reports")
+    p.add_argument("--reports-dir", type=Path, default=None, help=f"default: ROOT/{config.REPORTS_DIR}")
     p.add_argument("--out", type=Path, default=None, help="default: REPORTS_DIR/index.html")
     release_dir_arg(p)
     p.set_defaults(func=cmd_page)

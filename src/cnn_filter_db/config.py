@@ -72,10 +72,13 @@ CONTENT_DEFINED_CHUNKING = {"min_chunk_size": 1 << 20, "max_chunk_size": 4 << 20
 #: retry that request, so an unreachable Hub fails within about this long).
 HF_METADATA_TIMEOUT_S = 5
 
+#: The reports of a build (analysis, validation, training curves, the release page).
+REPORTS_DIR = Path("reports")
+
 #: Validation (issue 4): the expectation suites and where results go (its parameters:
 #: ``params.ValidateParams``).
 VALIDATION_DIR = PACKAGE_DIR / "validation"
-VALIDATION_REPORTS_DIR = Path("reports") / "validation"
+VALIDATION_REPORTS_DIR = REPORTS_DIR / "validation"
 
 #: model ids: lower-case, file-name safe.
 MODEL_ID_PATTERN = r"^[a-z0-9][a-z0-9._-]{1,80}$"
@@ -89,13 +92,6 @@ def default_cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "cnn-filter-db"
 
-#: Training of ``train`` catalog entries (params.yaml ``train`` group overrides these).
-TRAIN_PROFILE = "quick"  # "paper": the published recipe (100 epochs, batch 256; for a GPU)
-# Fixed, because CPU results may depend on the thread count. One thread: on a machine
-# shared with other work, two OpenMP threads on two busy cores ran 5-10x slower than one.
-TRAIN_NUM_THREADS = 1
-REPORTS_DIR = Path("reports")
-TRAIN_REPORTS_DIR = REPORTS_DIR / "training"
 
 #: Publishing (issue 13): a release goes up in commits of at most this many bytes and files
 #: (the Hub handles many moderate commits better than one huge one; each is a resume point).

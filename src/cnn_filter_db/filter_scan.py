@@ -24,8 +24,9 @@ import pyarrow as pa
 
 from .dataset import layout
 from .dataset.shard import shard_schema
-from .dataset.runs import BATCH_ROWS, RunBatch, iter_runs
+from .dataset.runs import RunBatch, iter_runs
 from .dataset.schema import FILTERS_SCHEMA
+from .params import RunOptions
 from .progress import bar as progress_bar
 
 #: Per-layer counters, in the order they are kept.
@@ -99,7 +100,7 @@ class FilterScan:
     >>> scan.add_model_dir(Path("dist/cnn-filter-db/filters/m")).frame()
     """
 
-    def __init__(self, shapes: Mapping[Key, tuple[int, int]], batch_rows: int = BATCH_ROWS):
+    def __init__(self, shapes: Mapping[Key, tuple[int, int]], batch_rows: int = RunOptions.batch_rows):
         self.shapes = dict(shapes)
         self.batch_rows = batch_rows
         self.counts_: dict[Key, np.ndarray] = {}
@@ -237,7 +238,7 @@ class FilterScan:
 
 
 def scan_filters(release_dir: Path, shapes: Mapping[Key, tuple[int, int]],
-                 batch_rows: int = BATCH_ROWS) -> FilterScan:
+                 batch_rows: int = RunOptions.batch_rows) -> FilterScan:
     """Scan the filter shards of every model of a release folder."""
     scan = FilterScan(shapes, batch_rows)
     for model_id in progress_bar(layout.filter_models(release_dir), desc="validate: scan the filters", unit="model"):

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
+from .params import ReleaseParams
+
 UNKNOWN = "unknown"
 
 
@@ -20,16 +22,16 @@ class LicensePolicy:
     """
 
     redistributable: frozenset[str]
-    allow_unknown: bool = False
+    allow_unknown: bool = ReleaseParams.allow_unknown_license
 
     @classmethod
-    def from_params(cls, params: Mapping) -> "LicensePolicy":
+    def from_params(cls, params: "ReleaseParams | Mapping") -> "LicensePolicy":
         """From the ``release`` params group (the list is required: no silent default)."""
-        allowed = params.get("redistributable_licenses")
-        if allowed is None:
+        p = ReleaseParams.of(params)
+        if p.redistributable_licenses is None:
             raise ValueError("params: release.redistributable_licenses is required "
                              "(the list of weights licences that may be redistributed)")
-        return cls(frozenset(str(x) for x in allowed), bool(params.get("allow_unknown_license", False)))
+        return cls(frozenset(str(x) for x in p.redistributable_licenses), bool(p.allow_unknown_license))
 
     def reason(self, license: str | None) -> str | None:
         """Why weights under ``license`` must be left out, or None when they may be published."""

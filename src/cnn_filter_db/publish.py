@@ -34,6 +34,7 @@ from .dataset.layout import MANIFEST, release_files
 from .dataset.manifest import check_manifest, read_manifest
 from .git_tag import GitTagError, check_taggable, tag_release
 from .hashing import BLOCK, sha256_file
+from .hub_layout import HUB_LIMITS, HubLimits, require_within
 from .sources.hf import redact
 
 #: Files that describe a release as a whole: they go up in the last commit, after the data.
@@ -154,7 +155,7 @@ def publish(release_dir: Path, repo_id: str, token: str | None = None, dry_run: 
             validate: Callable | None = None, version: str | None = None, endpoint: str | None = None,
             private: bool | None = None, git_root: Path | None = None,
             commit_bytes: int = config.PUBLISH_COMMIT_BYTES, commit_files: int = config.PUBLISH_COMMIT_FILES,
-            echo: Callable[[str], None] = print) -> PublishResult:
+            hub_limits: HubLimits = HUB_LIMITS, echo: Callable[[str], None] = print) -> PublishResult:
     """Upload ``release_dir`` to the dataset repo ``repo_id`` in commits, then tag it ``v<version>``.
 
     Parameters
@@ -168,6 +169,7 @@ def publish(release_dir: Path, repo_id: str, token: str | None = None, dry_run: 
         too when it lacks it; a dirty tree, or the tag on another commit, is refused before
         anything is sent.
     commit_bytes, commit_files : the most one commit carries.
+    hub_limits : a folder beyond these layout limits is refused before anything is sent.
     echo : where progress lines go (never the token).
     """
     release_dir = Path(release_dir)
@@ -178,6 +180,9 @@ def publish(release_dir: Path, repo_id: str, token: str | None = None, dry_run: 
     if git_root is not None:
         _check_git(Path(git_root), manifest_version)
         echo(f"ok: {git_root} is committed and clean, and git tag v{manifest_version} is free or at HEAD")
+    layout = require_within(release_dir, hub_limits, error=PublishError)
+    echo(f"ok: {layout.files} files, at most {layout.largest_folder[1]:,} entries in a folder "
+         f"({layout.largest_folder[0]}): within the Hub's limits")
     manifest, files = plan(release_dir)
     echo(f"ok: the {len(files)} files of {release_dir} match {MANIFEST} (sha256 of each, fingerprint)")
     tag = f"v{manifest['version']}"

@@ -20,11 +20,13 @@ from . import __version__, card, citation, config, croissant
 from .atomic import atomic_write_text
 from .catalog import catalog_sha256
 from .dataset import layout, reader, shard, writer
-from .dataset.layout import CARD_FILES
+from .dataset.layout import CARD_FILES, MANIFEST
 from .dataset.manifest import build_manifest, read_manifest, write_manifest
 from .errors import ReleaseError
 from .hashing import sha256_file
+from .hub_layout import HUB_LIMITS, HubLimits, require_within
 from .license_policy import LicensePolicy, excluded_models
+from .params import ReleaseParams
 
 SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z.-]+)?$")
 #: Packages whose versions a manifest records (the code's own version comes first).
@@ -96,15 +98,17 @@ def load_manifest(source: Path | str | Mapping | None) -> dict | None:
     return read_manifest(source).model_dump()
 
 
-def build_release(release_dir: Path, version: str, params: Mapping, previous=None, *,
-                  root: Path = Path("."), entries: Iterable | None = None, prune: bool = True) -> dict:
+def build_release(release_dir: Path, version: str, params: ReleaseParams | Mapping, previous=None, *,
+                  root: Path = Path("."), entries: Iterable | None = None, prune: bool = True,
+                  hub_limits: HubLimits = HUB_LIMITS) -> dict:
     """Finish ``release_dir`` as release ``version``: leave out the models the licence
     policy excludes, then write ``manifest.json``, ``README.md`` and ``CITATION.cff``.
 
     Parameters
     ----------
-    params : the ``release`` params group: ``redistributable_licenses`` (list),
-        ``allow_unknown_license`` (bool), optional ``hub_repo_id`` and ``year``.
+    params : the ``release`` params group (:class:`~.params.ReleaseParams` or a mapping):
+        ``redistributable_licenses`` (required), ``allow_unknown_license``, ``hub_repo_id``,
+        ``year``, ``source_repository``.
     previous : the previous release's manifest (dict, ``manifest.json`` or its folder), for
         the changelog; None for a first release.
     root : the repository root (catalog, ``dataset_card.md``).
@@ -113,12 +117,15 @@ def build_release(release_dir: Path, version: str, params: Mapping, previous=Non
     prune : remove the shards and rows of excluded models from the folder. The DVC stage
         passes False: there the policy acts in ``catalog/index.yaml`` (excluded models are
         never extracted), and finding one in the tables means the index is stale.
+    hub_limits : the layout limits the folder (with the files this writes) must keep; beyond
+        them ReleaseError before anything is written (tests pass small limits).
 
     Returns the manifest written.
     """
     release_dir = Path(release_dir)
     if not SEMVER.match(str(version)):
         raise ReleaseError(f"release.version: {version!r} is not a semantic version like 1.2.0")
+    params = ReleaseParams.of(params)
     policy = LicensePolicy.from_params(params)
     models = reader.read_table(release_dir, "models", missing_ok=True, verify=False)
     if models is None:
@@ -135,6 +142,7 @@ def build_release(release_dir: Path, version: str, params: Mapping, previous=Non
     else:
         leave_out(release_dir, excluded)
 
+    require_within(release_dir, hub_limits, planned=(*CARD_FILES, MANIFEST))
     schemas = table_schemas(release_dir)
     rows = reader.read_table(release_dir, "models", verify=False).to_pylist()
     manifest = build_manifest(release_dir, str(version), catalog_sha256(root), code_versions())
@@ -146,11 +154,11 @@ def build_release(release_dir: Path, version: str, params: Mapping, previous=Non
                                           "n_filters": int(r["n_filters"]), "license": r["license"]}
                           for r in sorted(rows, key=lambda r: r["model_id"])}
     prev = load_manifest(previous)
-    repo_id = params.get("hub_repo_id")
+    repo_id = params.hub_repo_id
     template = (Path(root) / config.CARD_TEMPLATE).read_text()
     readme = card.render(template, manifest=manifest, models=rows, schemas=schemas, excluded=excluded,
-                         previous=prev, repo_id=repo_id, year=params.get("year"),
-                         source_repository=params.get("source_repository"))
+                         previous=prev, repo_id=repo_id, year=params.year,
+                         source_repository=params.source_repository)
     atomic_write_text(release_dir / "README.md", readme)
     repo_id = repo_id or card.DEFAULT_REPO_ID
     atomic_write_text(release_dir / "CITATION.cff", citation.citation_cff(

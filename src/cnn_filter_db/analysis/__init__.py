@@ -10,7 +10,7 @@
   passes over the shards, locally or on Dask; :mod:`.pipeline`: :func:`analyze`;
   :mod:`.report` and :mod:`.plots`: the outputs.
 
-:func:`.pipeline.analyze` runs it all; its parameters are :class:`.params.AnalyzeParams`.
+:func:`.pipeline.analyze` runs it all; its parameters are :class:`cnn_filter_db.params.AnalyzeParams`.
 This file imports nothing, so the modules that only need the population labels
 (extraction, the card) load :mod:`.population` and the two measures it uses, not pyarrow,
 pandas and matplotlib.

@@ -4,7 +4,7 @@ Coefficients ``c = (f - mu) V^T`` of the shape-normalised filters f in the globa
 (mean mu, eigen-images V). For each of the 9 coefficients a histogram of ``bins`` bins over
 one shared range: the min and max over all 9 coefficients of all filters of the grouping
 (so one range serves a whole matrix); histograms are density-normalised, empty bins set to
-``empty_bin`` (1.1920929e-07), renormalised to sum 1;
+``empty_bin`` (a parameter: float32 eps), renormalised to sum 1;
 ``D = sum_i w_i (KL(p_i || q_i) + KL(q_i || p_i))`` in nats, ``w`` the global
 explained-variance ratio. D(P, P) = 0 and D is symmetric by construction.
 

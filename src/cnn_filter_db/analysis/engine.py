@@ -41,9 +41,8 @@ import numpy as np
 from ..dataset import layout
 from ..dataset.runs import RunBatch, iter_runs
 from ..errors import AnalysisError
-from ..params import RunOptions
+from ..params import AnalyzeParams, RunOptions
 from . import drift
-from .params import AnalyzeParams
 from .layer import CHUNK_ROWS, MOMENTS_LEN, layer_stats
 
 

@@ -18,6 +18,7 @@ import math
 import numpy as np
 
 from ..dataset.schema import LAYER_STATS_SCHEMA, LAYERS_SCHEMA
+from ..params import AnalyzeParams
 from . import degeneration
 from .entropy import entropy_of_scatter, random_entropy
 from .orthogonality import orthogonality
@@ -54,9 +55,10 @@ def _nan(x) -> float | None:
     return None if x is None or (isinstance(x, float) and math.isnan(x)) else x
 
 
-def layer_stats(weights: np.ndarray, out_channels: int, sparsity_eps: float = 0.01,
-                margin: float = 0.0, entropy_max: float = 0.5, sparsity_min: float = 0.14,
-                ) -> tuple[dict, np.ndarray]:
+def layer_stats(weights: np.ndarray, out_channels: int, sparsity_eps: float = AnalyzeParams.sparsity_eps,
+                margin: float = AnalyzeParams.random_like_margin,
+                entropy_max: float = AnalyzeParams.low_diversity_entropy,
+                sparsity_min: float = AnalyzeParams.low_diversity_sparsity) -> tuple[dict, np.ndarray]:
     """The metrics of one whole layer and its moments of shape-normalised filters.
 
     Parameters

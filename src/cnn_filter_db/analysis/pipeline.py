@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import AnalysisError
-from ..params import RunOptions
+from ..params import AnalyzeParams, RunOptions
 from ..progress import bar as progress_bar
 from . import drift, report
 from .basis import Basis, BasisReducer
@@ -25,7 +25,6 @@ from .engine import Context, make_engine, measure, pass_hist, pass_layers, pass_
 from .labels import Grouping, Labels, load_labels
 from .layer import MOMENTS_LEN
 from .drift import NULL_PAIRS_GROUPING
-from .params import AnalyzeParams
 from .population import CONTROL_GROUPING, TRAINED_GROUP
 
 
@@ -82,7 +81,7 @@ def analyze(release_dir: Path, reports_dir: Path, params: dict | AnalyzeParams |
     -------
     dict : the headline numbers (also in ``metrics.json``) and the time of each pass.
     """
-    p = params if isinstance(params, AnalyzeParams) else AnalyzeParams.from_dict(params)
+    p = AnalyzeParams.of(params)
     run = RunOptions.of(run)
     release_dir, reports_dir = Path(release_dir), Path(reports_dir)
     timings = {}

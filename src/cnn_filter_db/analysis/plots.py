@@ -11,6 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from ..params import AnalyzeParams  # noqa: E402
 from . import drift  # noqa: E402
 from .population import CONTROL, TRAINED  # noqa: E402
 
@@ -56,7 +57,7 @@ def _matrix(rows, names, key):
     return m
 
 
-def drift_heatmap(result, path: Path, ci_level: float = 0.95) -> None:
+def drift_heatmap(result, path: Path, ci_level: float = AnalyzeParams.ci_level) -> None:
     """D between the compared groups of one grouping, and the size-controlled D, on one colour
     scale; pairs without evidence of a shift (D within the larger null) greyed and hatched."""
     names = result.grouping.names

@@ -28,6 +28,7 @@ from typing import Iterable
 
 import numpy as np
 
+from ..params import ALL, CONTROLS, POPULATIONS, TRAINED  # noqa: F401 (part of this module's API)
 from .degeneration import random_like
 from .entropy import variance_entropy
 
@@ -37,8 +38,6 @@ TRAINING_KINDS = (PRETRAINED, TRAINED_HERE, INITIALISATION)
 #: A trained-here model with at least this share of random-like layers is near initialisation.
 NEAR_INITIALISATION_SHARE = 0.9
 
-TRAINED, CONTROLS, ALL = "trained", "controls", "all"
-POPULATIONS = (TRAINED, CONTROLS, ALL)
 CONTROL = "control"  # a model's membership when it is not in the trained population
 
 #: The grouping that compares each control model with the trained population (its group 0).

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..params import AnalyzeParams
+
 
 def row_absmax(weights: np.ndarray) -> np.ndarray:
     """max |w| of each filter of an (n, 9) array, in the array's dtype."""
@@ -30,7 +32,7 @@ def sparse_mask(absmax: np.ndarray, eps: float) -> np.ndarray:
     return absmax < threshold(absmax.max(), eps)
 
 
-def sparsity(weights: np.ndarray, eps: float = 0.01) -> float:
+def sparsity(weights: np.ndarray, eps: float = AnalyzeParams.sparsity_eps) -> float:
     """S of an (n, 9) float32 layer."""
     mask = sparse_mask(row_absmax(weights), eps)
     return float(mask.mean()) if len(mask) else float("nan")

@@ -21,11 +21,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..errors import FormatError, ReleaseError
+from ..params import RunOptions
 from . import integrity, layout
 from .shard import open_shard, read_shard, shard_schema
-
-#: Rows a batch when a model's filters are streamed.
-BATCH_ROWS = 1 << 18
 
 
 def _read(paths: list[Path], columns, filter, schema: pa.Schema | None) -> pa.Table:
@@ -90,7 +88,7 @@ def read_filters(release_dir: Path, model_id: str, columns: list[str] | None = N
 
 
 def iter_filters(release_dir: Path, model_id: str, columns: list[str] | None = None,
-                 batch_rows: int = BATCH_ROWS, *, verify: bool = True) -> Iterator[pa.RecordBatch]:
+                 batch_rows: int = RunOptions.batch_rows, *, verify: bool = True) -> Iterator[pa.RecordBatch]:
     """One model's filter rows as record batches, shard after shard (memory: one batch);
     ``verify`` as in :func:`read_table` (all of the model's shards, before the first batch)."""
     for path in _model_shards(release_dir, model_id, verify):

@@ -20,10 +20,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import FormatError
+from ..params import RunOptions
 from .shard import open_shard
 
-#: Rows decoded at a time: a slice of a row group keeps numpy temporaries small and in cache.
-BATCH_ROWS = 1 << 18
 #: Batches decoded ahead of the consumer.
 PREFETCH = 1
 KEYS = ("model_id", "layer_id")
@@ -85,7 +84,7 @@ class RunBatch:
         return _ints(self.batch.column(column))
 
 
-def iter_runs(path: Path, columns: list[str], batch_rows: int = BATCH_ROWS,
+def iter_runs(path: Path, columns: list[str], batch_rows: int = RunOptions.batch_rows,
               prefetch: int = PREFETCH, use_threads: bool = True) -> Iterator[RunBatch]:
     """The batches of one filter shard, each cut into (model, layer) runs.
 

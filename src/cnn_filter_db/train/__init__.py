@@ -32,6 +32,7 @@ from ..cache import Cache
 from ..errors import SourceError
 from ..formats.torch_module import module_convs
 from ..loaded import Loaded
+from ..params import TrainParams
 from .recipe import PROFILES, Recipe, parse_recipe
 
 __all__ = ["CODE_REVISION", "PROFILES", "Recipe", "check_pin", "load", "load_recipe", "parse_recipe", "run_key"]
@@ -59,9 +60,9 @@ def run_key(recipe: Recipe, profile: str, device: str, num_threads: int, hub_ids
     return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
 
 
-def load(entry, cache_dir: Path | None = None, profile: str = config.TRAIN_PROFILE,
+def load(entry, cache_dir: Path | None = None, profile: str = TrainParams.profile,
          reports_dir: Path | None = None, *, hub_ids: dict[str, str] | None = None,
-         num_threads: int = config.TRAIN_NUM_THREADS, device: str = "auto", progress: bool = True):
+         num_threads: int = TrainParams.num_threads, device: str = TrainParams.device, progress: bool = True):
     """Train (or reuse) the model of a ``train`` entry and read its convolutions.
 
     Parameters
@@ -77,7 +78,8 @@ def load(entry, cache_dir: Path | None = None, profile: str = config.TRAIN_PROFI
     hub_ids : dict, optional
         Dataset name -> Hub id, for the datasets that come from the Hub.
     num_threads, device, progress
-        CPU threads (fixed for reproducibility), ``auto``/``cpu``/``cuda``, progress bars.
+        CPU threads (fixed for reproducibility), ``auto``/``cpu``/``cuda`` (defaults: the
+        ``train`` params, :class:`~cnn_filter_db.params.TrainParams`), progress bars.
 
     Returns
     -------
@@ -97,9 +99,9 @@ def load(entry, cache_dir: Path | None = None, profile: str = config.TRAIN_PROFI
                        num_threads=num_threads, device=device, progress=progress, pins=entry.source.checkpoint)
 
 
-def load_recipe(model_id: str, recipe, cache_dir: Path | None = None, profile: str = config.TRAIN_PROFILE,
+def load_recipe(model_id: str, recipe, cache_dir: Path | None = None, profile: str = TrainParams.profile,
                 reports_dir: Path | None = None, *, hub_ids: dict[str, str] | None = None,
-                num_threads: int = config.TRAIN_NUM_THREADS, device: str = "auto", progress: bool = True,
+                num_threads: int = TrainParams.num_threads, device: str = TrainParams.device, progress: bool = True,
                 pins: dict | None = None) -> Loaded:
     """:func:`load` for a model id and its recipe (a mapping or a :class:`Recipe`); ``pins``:
     profile -> :class:`~.recipe.CheckpointPin` (the entry's ``source.checkpoint``)."""

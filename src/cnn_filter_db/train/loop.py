@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..params import TrainParams
 from ..progress import bar as progress_bar
 
 
@@ -31,7 +32,7 @@ class Fitted:
     epoch_seconds: list[float] = field(default_factory=list)
 
 
-def pick_device(device: str = "auto") -> torch.device:
+def pick_device(device: str = TrainParams.device) -> torch.device:
     """``auto``: the GPU when there is one, else the CPU."""
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"

@@ -85,6 +85,7 @@ def write_synthetic(path: Path, n_filters: int) -> None:
 
 
 def run_import(path: Path, sha: str, out: Path) -> dict:
+    from cnn_filter_db import config
     from cnn_filter_db.dataset import layout
     from cnn_filter_db.import_original import import_original
 
@@ -94,7 +95,7 @@ def run_import(path: Path, sha: str, out: Path) -> dict:
     report = import_original(path, sha, out, cache_dir=out / "cache")
     dt = time.perf_counter() - t
     assert not report.failed, report.failed[:3]
-    size = sum(p.stat().st_size for p in layout.list_shards(out / "dist"))
+    size = sum(p.stat().st_size for p in layout.list_shards(out / config.RELEASE_DIR))
     return {"seconds": dt, "bytes": size, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 

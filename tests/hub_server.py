@@ -184,11 +184,12 @@ class Repo:
             raise HubError(404, f"Invalid rev id: {branch} (commits go to a branch)", "RevisionNotFound")
         head = self.state["branches"][branch]
         files = dict(self.files(head))
-        title = ""
+        title, description = "", ""
         for line in lines:
             key, value = line.get("key"), line.get("value", {})
             if key == "header":
                 title = value.get("summary", "")
+                description = value.get("description", "")
                 parent = value.get("parentCommit")
                 if parent and not head.startswith(parent):
                     raise HubError(412, f"A commit has happened since. Parent {parent} is not the head {head}")
@@ -212,14 +213,16 @@ class Repo:
             else:
                 raise HubError(400, f"unknown commit operation {key!r}")
         oid = self._new_commit(head, files, title)
+        self.state["commits"][oid]["description"] = description
         self.state["branches"][branch] = oid
         self._save()
         return oid
 
-    def tag(self, rev: str, tag: str) -> None:
+    def tag(self, rev: str, tag: str, message: str | None = None) -> None:
         if tag in self.state["tags"] or tag in self.state["branches"]:
             raise HubError(409, f"Tag {tag} already exists")
         self.state["tags"][tag] = self.resolve(rev)
+        self.state.setdefault("tag_messages", {})[tag] = message
         self._save()
 
     def delete_tag(self, tag: str) -> None:
@@ -357,7 +360,9 @@ class _Handler(BaseHTTPRequestHandler):
             repo_type = body.get("type") or "model"
             repo_id = f"{body['organization']}/{body['name']}" if body.get("organization") else body["name"]
             url = f"{hub.url}/{_prefix(repo_type)}{repo_id}"
-            state.create(repo_type, repo_id, url)
+            created = state.create(repo_type, repo_id, url)
+            created.state["visibility"] = body.get("visibility")  # as asked; this server has no access control
+            created._save()
             return self._json({"url": url, "name": repo_id, "id": repo_id})
         if parts[:2] == ["api", "validate-yaml"] and self.command == "POST":
             body = json.loads(self._body())
@@ -467,7 +472,8 @@ class _Handler(BaseHTTPRequestHandler):
                                "commitUrl": f"{hub.url}/{_prefix(repo_type)}{repo_id}/commit/{oid}"})
         if self.command == "POST" and op == "tag":
             self._check_write()
-            repo.tag(rest[1], json.loads(self._body())["tag"])
+            body = json.loads(self._body())
+            repo.tag(rest[1], body["tag"], body.get("message"))
             return self._json({})
         if self.command == "DELETE" and op == "tag":
             self._check_write()

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from cnn_filter_db.hub_layout import HubLimits
 from cnn_filter_db.publish import PublishError, publish
 
 from hub_server import HubServer
@@ -457,3 +458,50 @@ def test_a_dirty_source_tree_is_refused_before_anything_is_sent(hub, rel, tmp_pa
     with pytest.raises(PublishError) as err:
         publish(rel["1.2.3"], "o/x", endpoint=hub.url, token=TOKEN, git_root=git_root, echo=lambda s: None)
     assert str(err.value).startswith("not publishing: ") and len(hub.received) == received
+
+
+def test_a_git_tag_of_this_version_on_another_commit_is_refused(rel, tmp_path):
+    git_root = _git_repo(tmp_path / "src")
+    _git(git_root, "tag", "v1.2.3")                             # on the first commit
+    _git(git_root, "-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-q", "--allow-empty", "-m", "y")
+    old = _git(git_root, "rev-parse", "v1.2.3^{commit}")
+    with pytest.raises(PublishError) as err:
+        publish(rel["1.2.3"], "o/x", dry_run=True, git_root=git_root, echo=lambda s: None)
+    assert str(err.value) == (f"not publishing: {git_root}: tag v1.2.3 already exists (commit {old}); "
+                              "versions are immutable")
+    # the same tag at HEAD is fine (a rerun after the upload)
+    _git(git_root, "tag", "-f", "v1.2.3")
+    assert publish(rel["1.2.3"], "o/x", dry_run=True, git_root=git_root, echo=lambda s: None).tag == "v1.2.3"
+
+
+def test_a_folder_beyond_the_hub_limits_is_refused_as_a_publish_error(rel):
+    # the top folder holds 4 entries (README.md, manifest.json, filters/, layers/)
+    with pytest.raises(PublishError) as err:
+        publish(rel["1.2.3"], "o/x", dry_run=True, hub_limits=HubLimits(max_entries_per_folder=3),
+                echo=lambda s: None)
+    assert str(err.value).startswith(f"{rel['1.2.3']}: the layout is beyond the Hugging Face Hub's limits: ")
+    lines = []
+    publish(rel["1.2.3"], "o/x", dry_run=True, hub_limits=HubLimits(max_entries_per_folder=4), echo=lines.append)
+    assert lines[0] == "ok: 4 files, at most 4 entries in a folder (.): within the Hub's limits"
+
+
+def test_the_validation_hook_sees_the_release_and_its_problems_stop_the_publish(rel, hub):
+    seen = []
+
+    def hook(path):
+        seen.append(path)
+        return ["models: 1 row has a NaN"]
+
+    received = len(hub.received)
+    with pytest.raises(PublishError) as err:
+        publish(rel["1.2.3"], "o/x", endpoint=hub.url, token=TOKEN, validate=hook, echo=lambda s: None)
+    assert seen == [rel["1.2.3"]] and len(hub.received) == received
+    assert str(err.value) == f"{rel['1.2.3']}: validation failed, not publishing:\nmodels: 1 row has a NaN"
+
+
+def test_a_dry_run_result_names_the_repository_and_every_file(rel):
+    r = publish(str(rel["1.2.3"]), "o/dry", dry_run=True, echo=lambda s: None)
+    assert (r.repo_id, r.version, r.tag, r.commit, r.dry_run) == ("o/dry", "1.2.3", "v1.2.3", None, True)
+    local = files_of(rel["1.2.3"])
+    assert [f.path_in_repo for f in r.files] == sorted(local)
+    assert r.bytes == sum(len(d) for d in local.values())

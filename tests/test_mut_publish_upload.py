@@ -12,11 +12,14 @@ git, or literals explained where they appear.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
+import http.server
 import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -386,6 +389,28 @@ def test_a_branch_that_does_not_hold_the_release_is_not_tagged(call, hub, tmp_pa
     assert repo.state["tags"] == {}
 
 
+def test_the_branch_is_checked_and_tagged_at_this_runs_last_commit(call, hub, rel):
+    """Another client commits to main right after this run's last commit: what is checked and
+    tagged is this run's commit, which holds exactly the release."""
+    other = []
+
+    def other_client_commits(repo, commit):
+        if repo.repo_id == "o/moved" and "manifest.json" in repo.files(commit) and not other:
+            other.append(commit)
+            repo.commit("main", [{"key": "header", "value": {"summary": "other client"}},
+                                 {"key": "file", "value": {"path": "other.txt", "encoding": "base64",
+                                                           "content": base64.b64encode(b"o").decode()}}])
+
+    hub.after_commit.append(other_client_commits)
+    try:
+        answer = call(rel["1.2.3"], "o/moved")
+    finally:
+        hub.after_commit.remove(other_client_commits)
+    repo = hub.state.get("dataset", "o/moved")
+    assert answer["result"]["commit"] == other[0] == repo.state["tags"]["v1.2.3"]
+    assert repo.state["branches"]["main"] != other[0] and "other.txt" not in repo.files(other[0])
+
+
 @pytest.mark.parametrize("where,made", [("uploading ", "before any commit"),
                                         ("commit 1 of", "after 1 of 3 commits to main")])
 def test_an_interrupted_upload_says_how_far_it_got(call, hub, rel, where, made):
@@ -409,6 +434,40 @@ def test_an_unknown_hub_error_without_a_server_message_keeps_its_first_line(call
     refused = answer["refused"]
     assert refused.startswith("o/nowhere: publishing v1.2.3 failed before any commit: ")
     assert "HTTP " not in refused and "Error: " in refused and refused.endswith("; nothing was tagged")
+
+
+class _NotAHub(http.server.SimpleHTTPRequestHandler):
+    """A plain web server (an empty folder): every API path is a bare 404 page."""
+
+    def log_message(self, format, *args):
+        pass
+
+
+def test_an_http_error_without_a_hub_message_shows_the_first_line_of_the_error(call, tmp_path):
+    (tmp_path / "site").mkdir()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
+                                             functools.partial(_NotAHub, directory=str(tmp_path / "site")))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        answer = call(make_release(tmp_path / "r", "1.2.3", V1), "o/x", endpoint=url)
+    finally:
+        server.shutdown()
+        server.server_close()
+    # the first line of httpx's error (its next lines point to documentation of the status)
+    assert answer["refused"] == (f"o/x: publishing v1.2.3 failed before any commit: HTTP 404: Client error "
+                                 f"'404 File not found' for url '{url}/api/datasets/o/x/refs'; nothing was tagged")
+
+
+def test_a_git_tag_already_at_head_is_kept(call, hub, rel, tmp_path):
+    """A rerun after an upload whose git tag was made already: the tag stays where it is."""
+    git_root = _git_repo(tmp_path / "src")
+    _git(git_root, "tag", "v1.2.3")
+    head = _git(git_root, "rev-parse", "HEAD")
+    answer = call(rel["1.2.3"], "o/tagged", git_root=str(git_root))
+    assert hub.state.get("dataset", "o/tagged").state["tags"] == {"v1.2.3": answer["result"]["commit"]}
+    assert answer["echo"][-1] == f"git tag v1.2.3 at {head}"
+    assert _git(git_root, "rev-parse", "v1.2.3^{commit}") == head
 
 
 # --------------------------------------------------------------------------- before any request (in this process)

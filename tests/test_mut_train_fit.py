@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import re
+import time
 
 import pytest
 import torch
@@ -94,3 +95,54 @@ def test_evaluate_default_batch_is_500_rows():
     probe = _GradProbe()
     assert loop.evaluate(probe, (x, torch.zeros(501, dtype=torch.long)), torch.device("cpu")) == 1.0
     assert len(probe.grad_enabled) == 2          # 500 rows, then 1
+
+
+def test_fit_shuffles_from_the_recipe_seed_not_the_global_generator():
+    """Same model and recipe, the global torch generator in two different states: the same
+    batches, so the same curve and weights (bit for bit)."""
+    x, y = _problem()
+    torch.manual_seed(5)
+    start = nn.Linear(2, 2).state_dict()
+
+    def run(global_seed):
+        model = nn.Linear(2, 2)
+        model.load_state_dict(start)
+        torch.manual_seed(global_seed)
+        return loop.fit(model, (x, y), (x, y), _recipe(epochs=3, batch_size=3, lr=0.5), "none",
+                        torch.device("cpu"), progress=False)
+
+    a, b = run(1), run(2)
+    assert [h["train_loss"] for h in a.history] == [h["train_loss"] for h in b.history]
+    assert all(torch.equal(a.state[k], b.state[k]) for k in a.state)
+    # and the order matters: another recipe seed gives another curve
+    model = nn.Linear(2, 2)
+    model.load_state_dict(start)
+    other = _recipe(epochs=3, batch_size=3, lr=0.5)
+    other.seed = 7
+    c = loop.fit(model, (x, y), (x, y), other, "none", torch.device("cpu"), progress=False)
+    assert [h["train_loss"] for h in c.history] != [h["train_loss"] for h in a.history]
+
+
+def test_fit_leaves_each_epochs_bar_when_it_closes(capsys):
+    """``leave=True``: closing the bar draws its final state once more (in log mode, where
+    stderr is not a terminal, a second line equal to the one with the validation accuracy)."""
+    x, y = _problem()
+    loop.fit(nn.Linear(2, 2), (x, y), (x, y), _recipe(epochs=1, batch_size=5, lr=0.1), "none",
+             torch.device("cpu"), desc="d")
+    final = [l for l in capsys.readouterr().err.splitlines() if "val_acc=" in l]
+    assert len(final) == 2 and final[0].split("[")[0] == final[1].split("[")[0]
+
+
+def test_fit_times_are_within_what_the_caller_measured():
+    x, y = _problem()
+    wall, cpu = time.perf_counter(), time.process_time()
+    fitted = loop.fit(nn.Linear(2, 2), (x, y), (x, y), _recipe(epochs=2, batch_size=5, lr=0.1), "none",
+                      torch.device("cpu"), progress=False)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    assert sum(fitted.epoch_seconds) * 0.999 <= fitted.seconds <= wall
+    assert 0 < fitted.cpu_seconds <= cpu
+
+
+def test_evaluate_of_one_sample_is_zero_or_one():
+    x, y = torch.eye(2)[[1]], torch.tensor([1])
+    assert loop.evaluate(_GradProbe(), (x, y), torch.device("cpu")) == 1.0

@@ -109,3 +109,17 @@ def test_integer_epoch_ticks_on_a_two_epoch_curve(tmp_path):
     two = HISTORY[:2]
     got = imread(plot_curve(two, tmp_path / "t.png", "t", best_epoch=2))
     assert np.array_equal(got, drawn(two, "t (best epoch 2)", 2))
+
+
+def test_the_curve_ignores_the_users_matplotlib_settings(tmp_path):
+    """Another default dpi, colour cycle and save format (a matplotlibrc could set them): the
+    same PNG, since the figure names its size, dpi, colours and format."""
+    import matplotlib
+    from cycler import cycler
+
+    default = imread(plot_curve(HISTORY, tmp_path / "a.png", "m", best_epoch=2))
+    with matplotlib.rc_context({"figure.dpi": 50, "axes.prop_cycle": cycler(color=["black", "green"]),
+                                "savefig.format": "svg"}):
+        out = plot_curve(HISTORY, tmp_path / "b.png", "m", best_epoch=2)
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert np.array_equal(imread(out), default)

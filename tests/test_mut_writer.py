@@ -182,6 +182,16 @@ def test_an_error_of_the_writer_thread_reaches_the_next_write(tmp_path):
     assert not sw._thread.is_alive()
 
 
+def test_a_batch_of_another_schema_is_refused_before_any_shard_is_opened(tmp_path):
+    (batch,) = _batches(_weight(4, 1, 21), 4)
+    nullable = pa.schema([f.with_nullable(True) for f in batch.schema])  # same columns, nullable
+    sw = writer.FilterShardWriter(tmp_path, "m", 4, 100, 4)
+    with pytest.raises(pa.ArrowInvalid, match="^Schema at index 0 was different"):
+        sw.write(pa.RecordBatch.from_arrays(batch.columns, schema=nullable))  # 4 rows: a full group
+    sw.abort()
+    assert not sw._thread.is_alive() and list(tmp_path.iterdir()) == []
+
+
 def test_writing_after_close_is_an_error_naming_the_model(tmp_path):
     sw, w = _write(tmp_path, 4, 100, 2, 2)
     sw.close()

@@ -46,7 +46,7 @@ def _batches(weight: np.ndarray, size: int, layer_id: int = 0, model_id: str = "
 # ------------------------------------------------------------------ string_column
 
 
-@pytest.mark.parametrize("value, n", [("abc", 3), ("é-x", 4), ("m", 1), ("abc", 0)])
+@pytest.mark.parametrize("value, n", [("abc", 3), ("é-x", 4), ("m", 1), ("abc", 0), ("", 3)])
 def test_a_string_column_repeats_its_value_with_arrow_offsets(value, n):
     col = writer.string_column(value, n)
     col.validate(full=True)
@@ -56,6 +56,13 @@ def test_a_string_column_repeats_its_value_with_arrow_offsets(value, n):
     offsets = np.frombuffer(col.buffers()[1], dtype=np.int32)
     assert offsets.tolist() == [k * size for k in range(n + 1)]  # Arrow: n + 1 int32 offsets
     assert col.buffers()[2].size == n * size
+
+
+def test_a_string_column_beyond_int32_offsets_is_refused_not_wrapped():
+    # 2**31 bytes of text do not fit Arrow's int32 string offsets (largest 2**31 - 1)
+    with pytest.raises(ValueError, match="more than 2 GiB of text"):
+        writer.string_column("ab", 2**30)
+    assert len(writer.string_column("a", 2**20)) == 2**20
 
 
 # ------------------------------------------------------------------ filter_batches

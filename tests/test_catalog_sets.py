@@ -101,3 +101,62 @@ def test_dvc_exp_run_with_more_sets_builds_more(tmp_path):
     out = run(proj, "python", "stages/extract_set.py", "extra")
     assert "x-two: built" in out.stdout and "x-one" not in out.stdout
     assert (proj / "dist" / "cnn-filter-db" / "filters" / "x-one").stat().st_mtime_ns == before
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_a_set_built_two_models_at_a_time_gives_the_same_files_as_one_at_a_time(tmp_path):
+    """Workers are a run option: two processes extracting members at once write the same
+    shards, metadata and set summary, byte for byte, as one process; a failing member is
+    reported the same way."""
+    import shutil
+
+    bad = tiny_entry(tmp_path, "x-bad", "extra", 2, 1)
+    bad["source"]["sha256"] = "0" * 64
+    proj = make_project(tmp_path, [tiny_entry(tmp_path, f"x-{i}", "extra", 2 + i, 10 + i) for i in range(4)] + [bad])
+    outputs = {}
+    for workers in (1, 2):
+        for d in ("dist", "build"):
+            shutil.rmtree(proj / d, ignore_errors=True)
+        seen = []
+        with pytest.raises(CnnFilterDbError) as err:
+            build_set("extra", proj, progress=lambda m, what: seen.append((m, what)), run={"workers": workers})
+        assert "1 of 5 models failed" in str(err.value) and "x-bad: " in str(err.value)
+        assert sorted(seen) == [("x-0", "built"), ("x-1", "built"), ("x-2", "built"), ("x-3", "built"),
+                                ("x-bad", "failed")]
+        # hand count: a member with c output channels holds c*3 + c*c filters (c = 2..5)
+        summary = json.loads((proj / "build" / "sets" / "extra.json").read_text())
+        assert summary["n_filters"] == sum(c * 3 + c * c for c in range(2, 6))
+        outputs[workers] = {d: _files(proj / d) for d in ("dist", "build")}
+    assert len(outputs[1]["dist"]) == 4 and len(outputs[1]["build"]) == 2 * 4 + 1  # shards; meta pairs + summary
+    for d in outputs[1]:
+        assert outputs[1][d] == outputs[2][d], d
+
+
+def _record_many(root: str, start: int, n: int) -> None:
+    from cnn_filter_db.sources.pinned import record
+
+    for i in range(start, start + n):
+        record(Path(root), f"m-{i:03d}", {"source": f"timm://arch{i}.tag", "files": {"model.safetensors": f"{i:064x}"}})
+
+
+def test_pins_recorded_by_processes_at_once_are_all_kept(tmp_path):
+    """catalog/lock.yaml is read, changed and rewritten by each record: four processes
+    recording 25 pins each at the same time (as a set build's workers do) keep all 100."""
+    import multiprocessing
+
+    from cnn_filter_db.sources.pinned import load_lock
+
+    (tmp_path / "catalog").mkdir()
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_record_many, args=(str(tmp_path), k * 25, 25)) for k in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    lock = load_lock(tmp_path)
+    assert sorted(lock) == [f"m-{i:03d}" for i in range(100)]
+    assert lock["m-042"]["files"]["model.safetensors"] == f"{42:064x}"

@@ -50,6 +50,23 @@ def test_a_symlink_out_of_the_folder_is_refused_with_its_name(tmp_path):
     assert layout.inside(release, "filters/x.parquet") == release / "filters" / "x.parquet"  # need not exist
 
 
+def test_a_path_through_a_linked_folder_is_refused_before_the_file_exists(tmp_path):
+    """A file a caller may be about to create: refused when a folder on its way is a link
+    out of the release folder, or when the name itself is a link to a target not made yet."""
+    release, outside = tmp_path / "rel", tmp_path / "outside"
+    release.mkdir()
+    outside.mkdir()
+    os.symlink(outside, release / "filters")
+    os.symlink(tmp_path / "not-yet", release / "dangling.json")
+    for rel in ("filters/new/new-00000-of-00001.parquet", "dangling.json"):
+        assert not (release / rel).exists()
+        with pytest.raises(ReleaseError, match="leads outside the release folder"):
+            layout.inside(release, rel)
+    (release / "sub").mkdir()
+    os.symlink(release / "sub", release / "inner")   # a link that stays inside is fine
+    assert layout.inside(release, "inner/x.parquet") == release / "inner" / "x.parquet"
+
+
 def test_model_shards_are_the_visible_parquet_files_in_name_order(tmp_path):
     folder = tmp_path / "filters" / "m"
     (folder / "sub.parquet").mkdir(parents=True)          # a folder, not a shard

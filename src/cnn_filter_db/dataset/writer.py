@@ -28,7 +28,9 @@ META_LAYERS = "layers.parquet"
 def string_column(value: str, n: int) -> pa.Array:
     """A string column holding ``value`` n times, built from buffers (no Python objects)."""
     b = np.frombuffer(value.encode(), dtype=np.uint8)
-    offsets = np.arange(0, (n + 1) * len(b), len(b), dtype=np.int32)
+    if n * len(b) > np.iinfo(np.int32).max:
+        raise ValueError(f"{value!r} x {n} rows: more than 2 GiB of text in one string column; write smaller batches")
+    offsets = np.arange(n + 1, dtype=np.int32) * np.int32(len(b))
     return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(np.tile(b, n)))
 
 

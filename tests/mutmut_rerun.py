@@ -47,15 +47,19 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("mutants/src: missing; run `mutmut run` first (it makes the mutated copy)")
     env = {**os.environ, "PYTHONPATH": str((mutants / "src").resolve())}
 
-    def pytest(name: str) -> int:
-        cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-m", "not slow", *args.tests]
+    def pytest(name: str) -> tuple[int, str]:
+        """pytest's exit code and the first test it names as failed."""
+        cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-rfE", "-p", "no:cacheprovider", "-m", "not slow",
+               *args.tests]
         try:
-            return subprocess.run(cmd, cwd=mutants, env={**env, "MUTANT_UNDER_TEST": name}, capture_output=True,
-                                  timeout=args.timeout).returncode
+            proc = subprocess.run(cmd, cwd=mutants, env={**env, "MUTANT_UNDER_TEST": name}, capture_output=True,
+                                  text=True, timeout=args.timeout)
         except subprocess.TimeoutExpired:
-            return 36
+            return 36, ""
+        failed = [l for l in proc.stdout.splitlines() if l.startswith(("FAILED ", "ERROR "))]
+        return proc.returncode, (failed[0][:160] if failed else "")
 
-    if pytest("") != 0:
+    if pytest("")[0] != 0:
         raise SystemExit(f"the tests fail without a mutant: {' '.join(args.tests)} in {mutants}")
     counts: dict[str, int] = {}
     for meta_path in sorted((mutants / "src").rglob("*.py.meta")):
@@ -64,12 +68,12 @@ def main(argv: list[str] | None = None) -> int:
         names = [n for n in codes if any(fnmatch.fnmatch(n, p) for p in args.mutants) and (args.all or codes[n] in RERUN or (args.timeouts and codes[n] in TIMEOUT))]
         for name in names:
             start = time.monotonic()
-            code = pytest(name)
+            code, failed = pytest(name)
             code = 1 if code == 2 else code  # 2: the mutated module failed to import (collection error)
             codes[name] = code
             status = {0: "survived", 1: "killed", 36: "timeout"}.get(code, f"exit {code}")
             counts[status] = counts.get(status, 0) + 1
-            print(f"{status:9} {time.monotonic() - start:5.1f}s {name}", flush=True)
+            print(f"{status:9} {time.monotonic() - start:5.1f}s {name} {failed}", flush=True)
             meta_path.write_text(json.dumps(meta, indent=4))  # after each mutant: an interrupted rerun keeps its results
     print(counts)
     return 0

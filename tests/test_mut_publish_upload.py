@@ -41,10 +41,18 @@ from cnn_filter_db.publish import publish, PublishError
 for line in sys.stdin:
     req = json.loads(line)
     echoed = []
+    req_repo = req["repo"]
     raise_on = req.pop("raise_on", None)  # [line prefix, exception name, message]: a callback that fails there
+
+    other = req.pop("other_commit_on", None)  # [line prefix, path]: another client commits that file then
 
     def echo(text):
         echoed.append(text)
+        if other and text.startswith(other[0]):
+            from huggingface_hub import CommitOperationAdd, HfApi
+            HfApi(endpoint=req["endpoint"], token=req["token"]).create_commit(
+                req_repo, [CommitOperationAdd(path_in_repo=other[1], path_or_fileobj=b"other")],
+                commit_message="other client", repo_type="dataset")
         if raise_on and text.startswith(raise_on[0]):
             raise {"KeyboardInterrupt": KeyboardInterrupt, "RuntimeError": RuntimeError}[raise_on[1]](raise_on[2])
 
@@ -409,6 +417,20 @@ def test_the_branch_is_checked_and_tagged_at_this_runs_last_commit(call, hub, re
     repo = hub.state.get("dataset", "o/moved")
     assert answer["result"]["commit"] == other[0] == repo.state["tags"]["v1.2.3"]
     assert repo.state["branches"]["main"] != other[0] and "other.txt" not in repo.files(other[0])
+
+
+def test_a_commit_made_by_another_client_after_the_plan_stops_the_run(call, hub, rel):
+    """The plan (what to send, what to remove) was made from main as it was: when another
+    client commits before this run's first commit, the Hub refuses that commit (its parent is
+    no longer main's head) and nothing is tagged."""
+    with hub.state.lock:
+        hub.state.create("dataset", "o/busy", f"{hub.url}/datasets/o/busy")
+    answer = call(rel["1.2.3"], "o/busy", other_commit_on=["uploading ", "other.txt"])
+    assert answer["refused"].startswith("o/busy: publishing v1.2.3 failed before any commit: HTTP 412: ")
+    assert answer["refused"].endswith("; nothing was tagged")
+    repo = hub.state.get("dataset", "o/busy")
+    assert repo.state["tags"] == {}
+    assert set(repo.files(repo.state["branches"]["main"])) == {".gitattributes", "other.txt"}
 
 
 @pytest.mark.parametrize("where,made", [("uploading ", "before any commit"),

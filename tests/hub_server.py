@@ -35,7 +35,7 @@ credentials echo the Authorization header they received, so a test can prove tha
 client scrubs the token from what it prints.
 
 For tests of failures and measurements: ``received`` lists (server, method, path, bytes of
-body) of every request; ``fail_commits`` makes the next commit(s) answer an error;
+body) of every request; ``fail_commits`` (``fail_tags``) makes the next commit(s) (tag requests) answer an error;
 ``after_commit`` runs hooks after each commit (another client's tag, say);
 ``hold_uploads(after=n)`` stops the storage server before reading the body of the
 upload after the n-th, until released (a test kills the client meanwhile).
@@ -472,6 +472,9 @@ class _Handler(BaseHTTPRequestHandler):
                                "commitUrl": f"{hub.url}/{_prefix(repo_type)}{repo_id}/commit/{oid}"})
         if self.command == "POST" and op == "tag":
             self._check_write()
+            status = hub.fail_tags.pop(0) if hub.fail_tags else None
+            if status:
+                raise HubError(status, "Internal Error while tagging")
             body = json.loads(self._body())
             repo.tag(rest[1], body["tag"], body.get("message"))
             return self._json({})
@@ -604,6 +607,7 @@ class HubServer:
         self.requests: list = []
         self.received: list = []
         self.fail_commits: list = []  # what the next commits answer, in order: a status, or None to pass
+        self.fail_tags: list = []  # the same for the next tag requests
         self.after_commit: list = []  # callables (repo, commit) run after each commit, under the lock
         self._secret = secrets.token_bytes(16)
         self._hold_after: int | None = None

@@ -371,8 +371,8 @@ def test_a_tag_made_meanwhile_by_another_client_is_not_moved(call, hub, rel):
 
 
 def test_a_branch_that_does_not_hold_the_release_is_not_tagged(call, hub, tmp_path):
-    """The server loses six shards of the last commit and shows two files nobody sent (and a
-    DVC object, which is allowed): no tag, and the message names at most five of each."""
+    """The server loses six shards of the last commit and shows six files nobody sent (and a
+    DVC object, which is allowed): no tag, and the message names the first five of each."""
     files = {f"filters/m{i}/m{i}-00000-of-00001.parquet": bytes([65 + i]) * 4 for i in range(7)}
     release = make_release(tmp_path / "r", "2.0.0", files)
     lost = sorted(files)[:6]
@@ -382,7 +382,9 @@ def test_a_branch_that_does_not_hold_the_release_is_not_tagged(call, hub, tmp_pa
             entry = repo.files(commit)
             for p in lost:
                 entry.pop(p, None)
-            entry["zz-extra-1.txt"] = entry["zz-extra-2.txt"] = entry["dvc-cache/x"] = entry["manifest.json"]
+            for i in range(1, 7):
+                entry[f"zz-extra-{i}.txt"] = entry["manifest.json"]
+            entry["dvc-cache/x"] = entry["manifest.json"]
 
     hub.after_commit.append(lose)
     try:
@@ -392,7 +394,7 @@ def test_a_branch_that_does_not_hold_the_release_is_not_tagged(call, hub, tmp_pa
     repo = hub.state.get("dataset", "o/lost")
     head = repo.state["branches"]["main"]
     assert answer["refused"] == (f"o/lost: after uploading, main at {head} does not hold the release "
-                                 f"(differing: {lost[:5]}, extra: ['zz-extra-1.txt', 'zz-extra-2.txt']); "
+                                 f"(differing: {lost[:5]}, extra: {[f'zz-extra-{i}.txt' for i in range(1, 6)]}); "
                                  "nothing was tagged")
     assert repo.state["tags"] == {}
 
@@ -431,6 +433,31 @@ def test_a_commit_made_by_another_client_after_the_plan_stops_the_run(call, hub,
     repo = hub.state.get("dataset", "o/busy")
     assert repo.state["tags"] == {}
     assert set(repo.files(repo.state["branches"]["main"])) == {".gitattributes", "other.txt"}
+
+
+def test_one_file_too_many_on_the_branch_is_enough_to_refuse_the_tag(call, hub, rel):
+    def add_one(repo, commit):
+        if repo.repo_id == "o/extra" and "manifest.json" in repo.files(commit):
+            repo.files(commit)["zz.txt"] = repo.files(commit)["manifest.json"]
+
+    hub.after_commit.append(add_one)
+    try:
+        answer = call(rel["1.2.3"], "o/extra")
+    finally:
+        hub.after_commit.remove(add_one)
+    repo = hub.state.get("dataset", "o/extra")
+    assert answer["refused"] == (f"o/extra: after uploading, main at {repo.state['branches']['main']} does not "
+                                 "hold the release (differing: [], extra: ['zz.txt']); nothing was tagged")
+    assert repo.state["tags"] == {}
+
+
+def test_a_tag_request_refused_for_another_reason_is_a_failure_not_a_race(call, hub, rel):
+    hub.fail_tags = [500]
+    answer = call(rel["1.2.3"], "o/tagfail")
+    assert answer["refused"].startswith("o/tagfail: publishing v1.2.3 failed after 2 of 2 commits to main: "
+                                        "HTTP 500: Internal Error while tagging")
+    assert answer["refused"].endswith("; nothing was tagged")
+    assert hub.state.get("dataset", "o/tagfail").state["tags"] == {}
 
 
 @pytest.mark.parametrize("where,made", [("uploading ", "before any commit"),

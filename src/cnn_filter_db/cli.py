@@ -161,7 +161,7 @@ def cmd_extract_set(args) -> int:
             print(f"{model_id}: {what}", flush=True)
 
     s = build_set(args.set, args.root, args.release_dir, args.meta_dir,
-                  ExtractParams.of(load_params("extract", args.root)), progress, RunOptions.of({"workers": args.workers}))
+                  ExtractParams.of(load_params("extract", args.root)), progress)
     print(f"set {args.set}: {len(s['models'])} models" + (f", {s['n_filters']:,} filters" if "n_filters" in s else ""))
     return 0
 
@@ -414,8 +414,6 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("extract-set", help="extract the new or changed models of one catalog set (a DVC stage)")
     p.add_argument("set", metavar="SET")
     p.add_argument("--quiet", action="store_true")
-    p.add_argument("--workers", type=int, default=None,
-                   help=f"models extracted at a time (default: $CNN_FILTER_DB_WORKERS, else {RunOptions.workers})")
     build_args(p)
     p.set_defaults(func=cmd_extract_set)
 

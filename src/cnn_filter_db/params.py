@@ -307,15 +307,13 @@ RUN_ENV_PREFIX = "CNN_FILTER_DB_"
 
 @dataclass(frozen=True)
 class RunOptions:
-    """How the analysis and the set builds run; the results do not depend on them (both
-    engines, any number of workers and any batch size give the same numbers and files), so
-    they are not stage params.
+    """How the analysis runs; the results do not depend on them (both engines, any number
+    of workers and any batch size give the same numbers), so they are not stage params.
 
     engine : ``local`` (this process) or ``dask`` (one task a shard).
     scheduler : a Dask scheduler address; None starts a LocalCluster of ``workers``.
     workers : shards analysed at a time: threads of the local engine, or processes of
-        the Dask LocalCluster; and models a set build (``extract-set``) extracts at a time,
-        each in its own process.
+        the Dask LocalCluster.
     batch_rows : rows read (decoded) at a time from a shard, by the analysis and every
         streaming reader (``dataset.runs``, ``dataset.reader``, the validation scan): a slice
         of a row group keeps numpy temporaries small and in cache.

@@ -11,19 +11,12 @@ shards and metadata rows of its members are written where the per-model stages w
 by the per-model stages; its set stage records its members only.
 
 A member that fails does not stop the others; the stage fails at the end naming each.
-
-Members are extracted ``workers`` at a time (:class:`~cnn_filter_db.params.RunOptions`, a run
-option: any number gives the same files), each in its own process: loading and writing a
-model is CPU-bound Python, NumPy and Arrow work, so processes, not threads, use the cores.
 """
 from __future__ import annotations
 
 import hashlib
 import json
-import multiprocessing
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
-from typing import Iterator
 
 from . import config
 from .atomic import atomic_write_text
@@ -33,7 +26,7 @@ from .errors import CnnFilterDbError
 from .extract import extract_model
 from .dataset import layout, writer
 from .hashing import sha256_file
-from .params import ExtractParams, RunOptions
+from .params import ExtractParams
 
 SETS_DIR = config.BUILD_DIR / "sets"
 
@@ -51,46 +44,11 @@ def stamp(model_id: str, root: Path, params: ExtractParams, pin: dict | None) ->
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
-def extract_member(model_id: str, root: Path, release_dir: Path, meta_dir: Path,
-                   params: ExtractParams) -> tuple[str, dict | str]:
-    """Extract one member (in a worker process): ``("built", its counts and weights sha256)``
-    or ``("failed", the first line of its error)``."""
-    try:
-        row = extract_model(load_entry(model_id, root), release_dir, meta_dir, root=root, progress=False,
-                            params=params)
-    except CnnFilterDbError as exc:
-        return "failed", str(exc).splitlines()[0]
-    return "built", {k: row[k] for k in ("n_layers", "n_filters", "weights_sha256")}
-
-
-def extract_members(model_ids: list[str], args: tuple, workers: int) -> Iterator[tuple[str, str, dict | str]]:
-    """``(model_id, "built" | "failed", counts | why)`` of each member as it finishes, at
-    most ``workers`` at a time in their own processes (one at a time here when workers is 1).
-    Any other error stops the build: the members not started yet are cancelled."""
-    if workers <= 1 or len(model_ids) <= 1:
-        for model_id in model_ids:
-            yield (model_id, *extract_member(model_id, *args))
-        return
-    # spawn, not fork: a forked copy of a process that has used torch's thread pools can hang
-    with ProcessPoolExecutor(min(workers, len(model_ids)), mp_context=multiprocessing.get_context("spawn")) as pool:
-        running = {pool.submit(extract_member, model_id, *args): model_id for model_id in model_ids}
-        try:
-            while running:
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in done:
-                    yield (running.pop(future), *future.result())
-        except BaseException:
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise
-
-
 def build_set(name: str, root: Path = Path("."), release_dir: Path | None = None, meta_dir: Path | None = None,
-              params: ExtractParams | None = None, progress=None, run: RunOptions | None = None) -> dict:
+              params: ExtractParams | None = None, progress=None) -> dict:
     """Extract the set's new or changed members; write and return the set summary.
 
-    ``run.workers`` members are extracted at a time (the summary and every file are the
-    same for any number). Raises one CnnFilterDbError naming every member that failed
-    (after trying them all).
+    Raises one CnnFilterDbError naming every member that failed (after trying them all).
     """
     root = Path(root)
     release_dir = Path(release_dir or root / config.RELEASE_DIR)
@@ -103,7 +61,7 @@ def build_set(name: str, root: Path = Path("."), release_dir: Path | None = None
         atomic_write_text(out, json.dumps(summary, indent=1, sort_keys=True) + "\n")
         return summary
     previous = json.loads(out.read_text()).get("models", {}) if out.exists() else {}
-    models, failed, todo = {}, {}, []
+    models, failed = {}, {}
     lock = load_lock(root)  # read once; a first build adds its own pin below
     for model_id in set_members(name, root):
         want = stamp(model_id, root, opts, lock.get(model_id))
@@ -111,21 +69,24 @@ def build_set(name: str, root: Path = Path("."), release_dir: Path | None = None
         built = (meta_dir / model_id / writer.META_MODEL).exists() and layout.model_dir(release_dir, model_id).is_dir()
         if old.get("stamp") == want and built:
             models[model_id] = old
-        else:
-            todo.append(model_id)
-    for model_id, status, result in extract_members(todo, (root, release_dir, meta_dir, opts), RunOptions.of(run).workers):
-        if status == "failed":
-            failed[model_id] = result
-        else:
-            # the first build may just have pinned the weights: stamp with the pin as now recorded
-            if model_id not in lock:
-                pin = load_lock(root).get(model_id)
-                if pin is not None:
-                    lock[model_id] = pin
-            models[model_id] = {"stamp": stamp(model_id, root, opts, lock.get(model_id)), **result}
+            continue
+        try:
+            entry = load_entry(model_id, root)
+            row = extract_model(entry, release_dir, meta_dir, root=root, progress=False, params=opts)
+        except CnnFilterDbError as exc:
+            failed[model_id] = str(exc).splitlines()[0]
+            if progress:
+                progress(model_id, "failed")
+            continue
+        # the first build may just have pinned the weights: stamp with the pin as now recorded
+        if model_id not in lock:
+            pin = load_lock(root).get(model_id)
+            if pin is not None:
+                lock[model_id] = pin
+        models[model_id] = {"stamp": stamp(model_id, root, opts, lock.get(model_id)), "n_layers": row["n_layers"],
+                            "n_filters": row["n_filters"], "weights_sha256": row["weights_sha256"]}
         if progress:
-            progress(model_id, status)
-    models, failed = dict(sorted(models.items())), dict(sorted(failed.items()))  # whatever order they finished in
+            progress(model_id, "built")
     summary = {"set": name, "models": models, "failed": failed,
                "n_filters": sum(m.get("n_filters", 0) for m in models.values())}  # no clock time: a DVC output
     atomic_write_text(out, json.dumps(summary, indent=1, sort_keys=True) + "\n")

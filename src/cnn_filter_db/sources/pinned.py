@@ -8,10 +8,8 @@ that and refuse any other bytes, naming the entry.
 """
 from __future__ import annotations
 
-import fcntl
 import os
 import re
-from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
@@ -61,28 +59,12 @@ def load_lock(root: Path = Path(".")) -> dict[str, dict]:
     return models
 
 
-@contextmanager
-def _exclusive(folder: Path):
-    """An exclusive lock (flock) on a folder, released on exit: processes that record pins
-    at the same time (the workers of a set build) take turns, so none loses another's pin."""
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # closing the descriptor releases the lock
-
-
 def record(root: Path, model_id: str, pin: dict) -> None:
-    """Add or replace ``model_id``'s pin (written to a temporary name, then renamed; the
-    read, change and write hold a lock on the lock file's folder)."""
-    path = Path(root) / config.LOCK_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with _exclusive(path.parent):
-        models = load_lock(root)
-        models[model_id] = pin
-        text = HEADER + yaml.safe_dump({"models": dict(sorted(models.items()))}, sort_keys=False, width=200)
-        atomic_write_text(path, text)
+    """Add or replace ``model_id``'s pin (written to a temporary name, then renamed)."""
+    models = load_lock(root)
+    models[model_id] = pin
+    text = HEADER + yaml.safe_dump({"models": dict(sorted(models.items()))}, sort_keys=False, width=200)
+    atomic_write_text(Path(root) / config.LOCK_FILE, text)
 
 
 def fetch(entry, cache: Cache, root: Path = Path(".")) -> Path:

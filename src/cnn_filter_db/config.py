@@ -61,12 +61,19 @@ DATASET_LICENSE = "cc-by-sa-4.0"
 COMPRESSION = "zstd"
 COMPRESSION_LEVEL = 1  # measured: faster than 3 and no larger on real weights (30.5 B/filter)
 #: A page index on every table (readers can skip pages inside a row group; measured: no
-#: size cost), and content-defined page boundaries on the filters (a changed model's new
-#: shard shares most pages with the old one under content-addressed storage such as Xet;
-#: measured on 8.3 M filters: 30.66 B/filter with 1-4 MiB chunks, 31.32 with the 256 KiB-1 MiB
-#: default, 30.52 without; benchmarks/bench_parquet_layout.py).
+#: size cost).
 PAGE_INDEX = True
-CONTENT_DEFINED_CHUNKING = {"min_chunk_size": 1 << 20, "max_chunk_size": 4 << 20}
+#: Parquet content-defined chunking of the filters (pyarrow's ``use_content_defined_chunking``):
+#: off. Measured on the quiet 2-core machine (benchmarks/bench_extract.py, 2e7 filters, best of
+#: 3): with 1-4 MiB chunks the extraction writes at 0.62-0.64 of a plain pyarrow write, without
+#: at 0.91 (issue 11 asks >= 0.67). What it would buy (benchmarks/bench_cdc_dedup.py, Xet-like
+#: ~64 KiB chunks): after one layer is removed from a model, 0.86-0.96 of the new shard's bytes
+#: are already stored with CDC, 0.13-0.52 without; after a layer changes in place, alike with
+#: or without (0.84-0.95). Storage of the default build: 30.54 B/filter with, 30.40 without.
+#: To turn it on (a release re-published often with rows inserted or removed), set it to
+#: ``{"min_chunk_size": 1 << 20, "max_chunk_size": 4 << 20}`` (smaller min sizes cost
+#: storage, larger ones lose most of the deduplication: see the benchmark's --chunk-mib).
+CONTENT_DEFINED_CHUNKING: dict | bool = False
 
 #: Hugging Face Hub source: seconds to wait for the file's metadata (huggingface_hub does not
 #: retry that request, so an unreachable Hub fails within about this long).

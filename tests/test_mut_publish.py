@@ -42,7 +42,7 @@ def _release(root: Path) -> Path:
 def test_plan_lists_every_visible_file_with_its_size_and_sha256(tmp_path):
     release = _release(tmp_path / "rel")
     manifest, files = plan(release)
-    assert manifest["version"] == "1.2.3"
+    assert manifest.version == "1.2.3"
     mbytes = (release / "manifest.json").read_bytes()
     # sorted by path: upper case sorts before lower case
     assert [(f.path_in_repo, f.local, f.size, f.sha256) for f in files] == [

@@ -152,3 +152,25 @@ def test_render_names_missing_parts(tmp_path, built):
     rel, _, _ = built
     text = render(rel, tmp_path / "no-reports")
     assert "No validation results" in text and "No plots yet" in text and "No drift tables yet" in text
+
+
+def test_a_malformed_manifest_is_one_line_naming_the_file_and_field(tmp_path, built):
+    """The page reads manifest.json through the typed model: a manifest without its
+    version, or not JSON at all, is one ReleaseError line naming manifest.json (and the
+    field), not a KeyError or a JSON traceback."""
+    from cnn_filter_db.errors import ReleaseError
+
+    rel, reports, _ = built
+    copy = tmp_path / "cnn-filter-db"
+    shutil.copytree(rel, copy)
+    m = json.loads((copy / "manifest.json").read_text())
+    del m["version"]
+    (copy / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(ReleaseError) as info:
+        render(copy, reports)
+    assert "\n" not in str(info.value)
+    assert str(info.value).startswith(f"{copy / 'manifest.json'}: malformed manifest: version: Field required")
+    (copy / "manifest.json").write_text('{"version": ')
+    with pytest.raises(ReleaseError) as info:
+        render(copy, reports)
+    assert "\n" not in str(info.value) and str(info.value).startswith(f"{copy / 'manifest.json'}: not valid JSON")

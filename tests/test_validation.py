@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -255,6 +256,28 @@ def test_stray_files_and_an_edited_card_are_reported(copy_release):
     assert by_column == {"listed": ["filters/notes.txt"], "sha256_recorded,sha256_actual": ["README.md"]}
     assert mf.check_manifest(release) == [f"{release / 'filters/notes.txt'}: not listed in manifest.json",
                                           f"{release / 'README.md'}: sha256 differs from manifest.json"]
+
+
+def test_a_link_or_fifo_in_the_release_is_reported_unopened(copy_release, tmp_path):
+    """A symlink to /dev/zero and a fifo in the release: hashing either would never end
+    (/dev/zero) or block (a fifo with no writer). The manifest suite and check_manifest name
+    both within seconds, unopened; a subprocess with a timeout, so a regression fails here
+    instead of hanging the suite."""
+    release = copy_release()
+    write_manifest(release)
+    (release / "notes.txt").symlink_to("/dev/zero")
+    os.mkfifo(release / "filters" / "pipe")
+    script = ("import sys; from pathlib import Path; from cnn_filter_db.validate import validate_release; "
+              "from cnn_filter_db.dataset.manifest import check_manifest; "
+              f"r = validate_release(Path({str(release)!r}), root=Path({str(ROOT)!r}), tables=['manifest']); "
+              f"print(r.summary()); print('\\n'.join(check_manifest(Path({str(release)!r})))); "
+              "sys.exit(0 if r.success else 1)")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "every entry is a regular file" in proc.stdout
+    assert "path=filters/pipe" in proc.stdout and "path=notes.txt" in proc.stdout, proc.stdout
+    for name in ("notes.txt", "filters/pipe"):
+        assert f"{release / name}: not a regular file (a link, fifo or device); left unopened" in proc.stdout
 
 
 # --------------------------------------------------------------------------- models and layers

@@ -239,7 +239,7 @@ def cmd_validate(args) -> int:
     if args.max_abs_weight is not None:
         params = replace(params, max_abs_weight=args.max_abs_weight)
     result = validate_release(args.path or args.root / config.RELEASE_DIR, args.reports, params, root=args.root,
-                              **({"tables": args.tables} if args.tables else {}))
+                              **({"tables": args.tables} if args.tables else {}), verify=not args.no_verify)
     print(result.summary())
     # timings go to the log only: the DVC outputs hold no clock time
     print(f"  time      {result.stats['seconds']} s" + (f" (filter scan {result.stats['scan_seconds']} s)"
@@ -253,7 +253,8 @@ def cmd_analyze(args) -> int:
     run = RunOptions.of({"engine": args.engine, "scheduler": args.scheduler, "workers": args.workers,
                          "batch_rows": args.batch_rows})
     reports = args.reports_dir or args.root / config.REPORTS_DIR
-    s = analyze(args.release_dir, reports, AnalyzeParams.of(load_params("analyze", args.root)), run)
+    s = analyze(args.release_dir, reports, AnalyzeParams.of(load_params("analyze", args.root)), run,
+                verify=not args.no_verify)
     share = s["share_degenerate_layers"]
     print(f"analysed {s['filters']:,} filters in {s['layers']:,} layers of {s['models']} models: "
           f"{'n/a' if share is None else f'{share:.1%}'} of layers degenerated; reports in {reports}")
@@ -399,6 +400,13 @@ def build_parser() -> argparse.ArgumentParser:
     def release_dir_arg(p):
         p.add_argument("--release-dir", type=Path, default=None, help=f"default: ROOT/{config.RELEASE_DIR}")
 
+    def no_verify_arg(p):  # validate and analyze: the DVC stages pass it, visibly, in dvc.yaml
+        p.add_argument("--no-verify", action="store_true",
+                       help="do not check each shard's sha256 against the release's manifest.json (checked by "
+                            "default when the folder has one). For the DVC pipeline only: during its validate "
+                            "and analyze stages the folder still holds the previous build's manifest.json, "
+                            "which the release stage rewrites and checks afterwards")
+
     def build_args(p):  # the commands that write per-model metadata
         release_dir_arg(p)
         p.add_argument("--meta-dir", type=Path, default=None, help=f"default: ROOT/{config.META_DIR}")
@@ -450,6 +458,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="bound on per-layer max |w| (default: validate.max_abs_weight of params.yaml)")
     p.add_argument("--tables", nargs="+", default=None, choices=["models", "layers", "filters", "manifest"],
                    help="suites to run (default: all)")
+    no_verify_arg(p)
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("analyze", help="layer_stats, eigen-image bases, drift between groups, plots",
@@ -470,6 +479,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-rows", type=int, default=None,
                    help=f"rows read at a time (default: $CNN_FILTER_DB_BATCH_ROWS, else {RunOptions.batch_rows:,})")
     release_dir_arg(p)
+    no_verify_arg(p)
     p.set_defaults(func=cmd_analyze)
 
     p = sub.add_parser("release", help="pin the built release: `dvc push` its outputs and tag v<version>",

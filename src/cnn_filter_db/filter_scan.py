@@ -3,8 +3,9 @@
 Great Expectations on a pandas frame of every filter does not fit in memory for a billion
 filters, so the ``filters`` suite runs on this per-layer summary instead. The pass reads
 shard by shard through ``dataset.runs.iter_runs`` (batches of ``batch_rows`` rows cut into
-(model, layer) runs): memory is bounded by a few batches, not by the number of filters, and
-nothing here reads the manifest.
+(model, layer) runs): memory is bounded by a few batches, not by the number of filters.
+Each shard's sha256 is checked against the release's manifest.json when it has one
+(``verify``; the DVC validate stage opts out: its folder's manifest is the previous build's).
 
 Within a model, rows are sorted by (layer_id, out_channel, in_channel) (SPEC.md section
 4), so uniqueness and completeness are checked by comparing each row with the previous
@@ -118,16 +119,16 @@ class FilterScan:
             self._model_names.append(model_id)
         return self._model_codes[model_id]
 
-    def add_model_dir(self, directory: Path) -> "FilterScan":
+    def add_model_dir(self, directory: Path, *, verify: bool = True) -> "FilterScan":
         """Scan every shard of one model folder (``filters/<model_id>/``), in shard order:
-        the sort order runs on from one shard into the next."""
+        the sort order runs on from one shard into the next; ``verify`` as in :func:`scan_filters`."""
         directory = Path(directory)
         prev = None
         for path in layout.model_shards(directory.parent.parent, directory.name):
-            prev = self.add_shard(path, directory.name, prev)
+            prev = self.add_shard(path, directory.name, prev, verify=verify)
         return self
 
-    def add_shard(self, path: Path, model_id: str, prev: tuple | None = None) -> tuple | None:
+    def add_shard(self, path: Path, model_id: str, prev: tuple | None = None, *, verify: bool = True) -> tuple | None:
         """Scan one shard, batch by batch; returns the last key, for the next shard.
 
         A shard whose schema is not FILTERS_SCHEMA still has its keys checked, but all its
@@ -137,7 +138,7 @@ class FilterScan:
         columns = [f.name for f in FILTERS_SCHEMA] if well_formed else _KEY_COLUMNS
         folder_code = self._code(model_id)
         # one decoding thread: the scan's numpy work is the bottleneck, not the decoding
-        for runs in iter_runs(path, columns, self.batch_rows, use_threads=False):
+        for runs in iter_runs(path, columns, self.batch_rows, use_threads=False, verify=verify):
             prev = self._add_runs(runs, folder_code, prev, well_formed)
         self.shards_ += 1
         pa.default_memory_pool().release_unused()  # keep the footprint flat from shard to shard
@@ -238,11 +239,12 @@ class FilterScan:
 
 
 def scan_filters(release_dir: Path, shapes: Mapping[Key, tuple[int, int]],
-                 batch_rows: int = RunOptions.batch_rows) -> FilterScan:
-    """Scan the filter shards of every model of a release folder."""
+                 batch_rows: int = RunOptions.batch_rows, *, verify: bool = True) -> FilterScan:
+    """Scan the filter shards of every model of a release folder. ``verify``: check each
+    shard's sha256 against the folder's manifest.json, when it has one, before reading it."""
     scan = FilterScan(shapes, batch_rows)
     for model_id in progress_bar(layout.filter_models(release_dir), desc="validate: scan the filters", unit="model"):
         prev = None
         for path in layout.model_shards(release_dir, model_id):
-            prev = scan.add_shard(path, model_id, prev)
+            prev = scan.add_shard(path, model_id, prev, verify=verify)
     return scan

@@ -20,7 +20,6 @@ logged, or put in an error message (messages from the Hub are scrubbed of it).
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -31,7 +30,7 @@ from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 from . import config
 from .errors import CnnFilterDbError, ReleaseError
 from .dataset.layout import MANIFEST, release_files
-from .dataset.manifest import check_manifest, read_manifest
+from .dataset.manifest import Manifest, check_manifest, read_manifest
 from .git_tag import GitTagError, check_taggable, tag_release
 from .hashing import BLOCK, sha256_file
 from .hub_layout import HUB_LIMITS, HubLimits, require_within
@@ -117,7 +116,7 @@ def _run_validation(validate: Callable | None, release_dir: Path) -> None:
         raise PublishError(f"{release_dir}: validation failed, not publishing:\n" + "\n".join(problems))
 
 
-def plan(release_dir: Path) -> tuple[dict, list[PlannedFile]]:
+def plan(release_dir: Path) -> tuple[Manifest, list[PlannedFile]]:
     """The manifest and the files to upload (with their sha256), after checking the folder
     against its manifest."""
     release_dir = Path(release_dir)
@@ -125,8 +124,8 @@ def plan(release_dir: Path) -> tuple[dict, list[PlannedFile]]:
     if problems:
         raise PublishError(f"{release_dir}: the release does not match its manifest, not publishing:\n"
                            + "\n".join(problems))
-    manifest = json.loads((release_dir / MANIFEST).read_text())
-    known = {s["path"]: s["sha256"] for s in manifest["shards"]} | dict(manifest.get("files", {}))
+    manifest = read_manifest(release_dir)  # parsed and checked just now: cannot fail here
+    known = manifest.recorded()
     files = []
     for rel in release_files(release_dir):
         local = release_dir / rel
@@ -185,18 +184,18 @@ def publish(release_dir: Path, repo_id: str, token: str | None = None, dry_run: 
          f"({layout.largest_folder[0]}): within the Hub's limits")
     manifest, files = plan(release_dir)
     echo(f"ok: the {len(files)} files of {release_dir} match {MANIFEST} (sha256 of each, fingerprint)")
-    tag = f"v{manifest['version']}"
+    tag = f"v{manifest.version}"
     _run_validation(validate, release_dir)
     if validate is not None:
         echo("ok: the release passes validation")
-    result = PublishResult(repo_id, manifest["version"], tag, files, dry_run=dry_run)
+    result = PublishResult(repo_id, manifest.version, tag, files, dry_run=dry_run)
 
     if dry_run:
         where = f"hf://datasets/{repo_id}"
         for f in files:
             echo(f"{f.path_in_repo}  ->  {where}/{f.path_in_repo}  ({human_size(f.size)})")
         echo(f"dry run: {len(files)} files, {human_size(result.bytes)}, would be committed to {where} "
-             f"and tagged {tag} (fingerprint {manifest['fingerprint']}); nothing was sent")
+             f"and tagged {tag} (fingerprint {manifest.fingerprint}); nothing was sent")
         if git_root is not None:
             echo(f"dry run: git tag {tag} would be made at HEAD of {git_root} if missing")
         return result
@@ -214,7 +213,7 @@ def publish(release_dir: Path, repo_id: str, token: str | None = None, dry_run: 
         raise PublishError(_scrub(f"{repo_id}: publishing {tag} failed {upload.progress()}: "
                                   f"{_describe(exc)}; nothing was tagged", token)) from None
     if git_root is not None:
-        head = tag_release(Path(git_root), manifest["version"], exist_ok=True)
+        head = tag_release(Path(git_root), manifest.version, exist_ok=True)
         echo(f"git tag {tag} at {head}")
     return result
 
@@ -252,7 +251,7 @@ def _kept(path_in_repo: str) -> bool:
 class _Upload:
     """One publish run: state for its progress line, steps as methods."""
 
-    def __init__(self, api: HfApi, repo_id: str, manifest: dict, result: PublishResult, echo):
+    def __init__(self, api: HfApi, repo_id: str, manifest: Manifest, result: PublishResult, echo):
         self.api, self.repo_id, self.manifest, self.result, self.echo = api, repo_id, manifest, result, echo
         self.n_commits = 0
         self.done_commits = 0
@@ -311,7 +310,7 @@ class _Upload:
                 operations += [CommitOperationDelete(path_in_repo=p) for p in result.deleted]
             title = f"Release {tag}" + (f" (part {i} of {len(plan)})" if len(plan) > 1 else "")
             info = api.create_commit(repo_id, operations, repo_type="dataset", commit_message=title,
-                                     commit_description=f"cnn-filter-db {tag}, fingerprint {self.manifest['fingerprint']}",
+                                     commit_description=f"cnn-filter-db {tag}, fingerprint {self.manifest.fingerprint}",
                                      parent_commit=head)
             head = info.oid
             result.commits.append(head)
@@ -323,7 +322,7 @@ class _Upload:
         self._check_complete(head)
         try:
             api.create_tag(repo_id, tag=tag, revision=head, repo_type="dataset",
-                           tag_message=f"cnn-filter-db {tag}, fingerprint {self.manifest['fingerprint']}")
+                           tag_message=f"cnn-filter-db {tag}, fingerprint {self.manifest.fingerprint}")
         except HfHubHTTPError as exc:
             if exc.response is not None and exc.response.status_code == 409:
                 raise PublishError(f"{repo_id}: tag {tag} was made by someone else while this run uploaded; "

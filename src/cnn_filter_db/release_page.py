@@ -14,12 +14,13 @@ import csv
 import html
 import json
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Iterable
 
 from . import config
 from .atomic import atomic_write_text
 from .card import DEFAULT_REPO_ID, LICENCES_ANCHOR, PRETTY_NAME
 from .dataset import reader
+from .dataset.manifest import Manifest, read_manifest
 
 PAGE = config.REPORTS_DIR / "index.html"
 #: No request of any kind: only inline styles and data: images.
@@ -84,11 +85,11 @@ def image(path: Path, caption: str) -> str:
             f"<figcaption>{_e(caption)}</figcaption></figure>")
 
 
-def _counts(manifest: Mapping, models: list[dict]) -> str:
+def _counts(manifest: Manifest, models: list[dict]) -> str:
     n_layers = sum(int(r["n_layers"]) for r in models)
     n_filters = sum(int(r["n_filters"]) for r in models)
     boxes = [("models", len(models)), ("3x3 conv layers", n_layers), ("filters", n_filters),
-             ("shards", len(manifest.get("shards", [])))]
+             ("shards", len(manifest.shards))]
     return '<div class="counts">' + "".join(f"<div><b>{n:,}</b>{_e(label)}</div>" for label, n in boxes) + "</div>"
 
 
@@ -164,10 +165,10 @@ def snippets(card_text: str, sections=("Load the dataset", "Pin a version")) -> 
 def render(release_dir: Path, reports_dir: Path, repo_id: str | None = None) -> str:
     """The page's HTML for the release in ``release_dir`` and the reports in ``reports_dir``."""
     release_dir, reports_dir = Path(release_dir), Path(reports_dir)
-    manifest = json.loads((release_dir / "manifest.json").read_text())
+    manifest = read_manifest(release_dir)  # a malformed one: one ReleaseError naming file and field
     models = reader.read_table(release_dir, "models").to_pylist()
     repo_id = repo_id or DEFAULT_REPO_ID
-    version = manifest["version"]
+    version = manifest.version
     sections = [
         ("Counts", _counts(manifest, models)),
         ("Models", _models(models)),
@@ -177,7 +178,7 @@ def render(release_dir: Path, reports_dir: Path, repo_id: str | None = None) -> 
         ("Plots", _plots(reports_dir)),
         ("Drift", _drift(reports_dir)),
         ("Load and pin", "<pre><code>" + _e(snippets((release_dir / "README.md").read_text())) + "</code></pre>"
-                         f"<p>Cite the version and the fingerprint <code>{_e(manifest['fingerprint'])}</code>. "
+                         f"<p>Cite the version and the fingerprint <code>{_e(manifest.fingerprint)}</code>. "
                          f"The card (README.md of the release) has the full licence table, under "
                          f"<code>#{LICENCES_ANCHOR}</code>.</p>"),
     ]
@@ -188,7 +189,7 @@ def render(release_dir: Path, reports_dir: Path, repo_id: str | None = None) -> 
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>{_e(PRETTY_NAME)} v{_e(version)}</title><style>{STYLE}</style></head><body>"
             f"<h1>{_e(PRETTY_NAME)} v{_e(version)}</h1>"
-            f"<p>Release page, readable offline. Fingerprint <code>{_e(manifest['fingerprint'])}</code>; "
+            f"<p>Release page, readable offline. Fingerprint <code>{_e(manifest.fingerprint)}</code>; "
             f"Hub dataset <code>{_e(repo_id)}</code>, tag <code>v{_e(version)}</code>.</p>"
             f"{body}</body></html>\n")
 

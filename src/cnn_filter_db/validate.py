@@ -20,7 +20,7 @@ import logging
 import time
 import warnings
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field, fields
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Iterable, Mapping
@@ -30,11 +30,10 @@ import pandas as pd
 from . import config
 from .atomic import atomic_dir, atomic_write_text
 from .vocabulary import load_vocabulary
-from .dataset import layout, reader, shard
-from .dataset.manifest import fingerprint, read_manifest
+from .dataset import layout, reader
+from .dataset.manifest import FileCheck, compare, read_manifest
 from .errors import CnnFilterDbError
 from .filter_scan import scan_filters
-from .hashing import sha256_file
 from .params import ValidateParams
 from .progress import bar as progress_bar
 
@@ -197,34 +196,16 @@ def layer_shapes(layers: pd.DataFrame) -> dict[tuple[str, int], tuple[int, int]]
 
 
 def manifest_frame(release_dir: Path, manifest) -> tuple[pd.DataFrame, str]:
-    """One row a file, recorded in the manifest (shards and card files) or on disk (every
-    visible file but manifest.json, so stray files show as unlisted), and the fingerprint
-    recomputed from the shards on disk."""
-    release_dir = Path(release_dir)
-    recorded = manifest.recorded()
-    rows_recorded = {s.path: s.rows for s in manifest.shards}
-    on_disk = set(layout.release_files(release_dir)) - {layout.MANIFEST}
-    shards = {p.relative_to(release_dir).as_posix() for p in layout.list_shards(release_dir)}
-    actual_sha = {rel: sha256_file(release_dir / rel) for rel in sorted(on_disk)}
-    rows = []
-    for rel in sorted(set(recorded) | on_disk):
-        n_rows = None
-        if rel in shards:
-            try:
-                n_rows = shard.open_shard(release_dir / rel).metadata.num_rows
-            except CnnFilterDbError:
-                pass
-        rows.append({
-            "path": rel, "listed": rel in recorded, "exists": rel in on_disk,
-            "sha256_recorded": recorded.get(rel), "sha256_actual": actual_sha.get(rel),
-            "rows_recorded": rows_recorded.get(rel), "rows_actual": n_rows,
-            "fingerprint_recorded": manifest.fingerprint,
-        })
-    frame = pd.DataFrame(rows, columns=["path", "listed", "exists", "sha256_recorded", "sha256_actual",
-                                        "rows_recorded", "rows_actual", "fingerprint_recorded"])
+    """``dataset.manifest.compare`` as the manifest suite's frame (one row a file, recorded
+    in the manifest or on disk), and the fingerprint recomputed from the shards on disk."""
+    checks, recomputed = compare(release_dir, manifest)
+    columns = [f.name for f in fields(FileCheck)]
+    frame = pd.DataFrame([astuple(c) for c in checks], columns=columns)
+    frame["fingerprint_recorded"] = manifest.fingerprint
+    frame["regular"] = frame["regular"].astype("object")
     frame["rows_recorded"] = frame["rows_recorded"].astype("float64")
     frame["rows_actual"] = frame["rows_actual"].astype("float64")
-    return frame, fingerprint(actual_sha[rel] for rel in shards)
+    return frame, recomputed
 
 
 # --------------------------------------------------------------------------- Great Expectations
@@ -365,7 +346,7 @@ def _without_run_stamps(value: Any) -> Any:
 
 def validate_release(release_dir: Path = config.RELEASE_DIR, reports_dir: Path | None = None,
                      params: ValidateParams | Mapping[str, Any] | None = None, root: Path = Path("."),
-                     tables: Iterable[str] = TABLES, require_manifest: bool = False) -> Result:
+                     tables: Iterable[str] = TABLES, require_manifest: bool = False, *, verify: bool = True) -> Result:
     """Run the expectation suites of ``validation/`` on a release folder.
 
     Parameters
@@ -378,6 +359,11 @@ def validate_release(release_dir: Path = config.RELEASE_DIR, reports_dir: Path |
     tables : the suites to run (the release stage may run ``["manifest"]`` only).
     require_manifest : a missing manifest.json is an error instead of a skipped suite (for
         the release stage, which has just written it).
+    verify : check each shard's sha256 against the folder's manifest.json, when it has one,
+        before the content suites read it (a differing shard is an ``IntegrityError`` naming
+        it). The DVC validate stage passes False: until the release stage rewrites it, the
+        folder's manifest is the previous build's. The manifest suite compares every file
+        either way.
 
     Returns
     -------
@@ -398,8 +384,8 @@ def validate_release(release_dir: Path = config.RELEASE_DIR, reports_dir: Path |
     vocabulary = load_vocabulary(root)
 
     need_meta = any(t in tables for t in ("models", "layers", "filters"))
-    models = reader.read_table(release_dir, "models", verify=False).to_pandas() if need_meta else None
-    layers = reader.read_table(release_dir, "layers", verify=False).to_pandas() if need_meta else None
+    models = reader.read_table(release_dir, "models", verify=verify).to_pandas() if need_meta else None
+    layers = reader.read_table(release_dir, "layers", verify=verify).to_pandas() if need_meta else None
 
     frames: dict[str, pd.DataFrame] = {}
     expectation_parameters: dict[str, Any] = {}
@@ -413,7 +399,7 @@ def validate_release(release_dir: Path = config.RELEASE_DIR, reports_dir: Path |
         expectation_parameters["model_ids"] = sorted(ids)
     if "filters" in tables:
         t_scan = time.perf_counter()
-        scan = scan_filters(release_dir, layer_shapes(layers))
+        scan = scan_filters(release_dir, layer_shapes(layers), verify=verify)
         frames["filters"] = scan.frame()
         stats.update(filters=scan.rows_, shards=scan.shards_, scan_seconds=round(time.perf_counter() - t_scan, 3))
         notes["filters"] = f"summary of {scan.rows_:,} filters in {scan.shards_} shards"

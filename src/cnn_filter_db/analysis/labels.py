@@ -112,10 +112,11 @@ def _labels(column) -> list[str | None]:
     return out
 
 
-def load_labels(release_dir: Path) -> Labels:
-    """Read and join the ``layers`` and ``models`` tables of a release."""
-    layers = read_table(release_dir, "layers", schema=LAYERS_SCHEMA, verify=False)
-    models = read_table(release_dir, "models", schema=MODELS_SCHEMA, verify=False)
+def load_labels(release_dir: Path, *, verify: bool = True) -> Labels:
+    """Read and join the ``layers`` and ``models`` tables of a release; ``verify``: check
+    their shards' sha256 against the folder's manifest.json, when it has one."""
+    layers = read_table(release_dir, "layers", schema=LAYERS_SCHEMA, verify=verify)
+    models = read_table(release_dir, "models", schema=MODELS_SCHEMA, verify=verify)
     layers = layers.sort_by([("model_id", "ascending"), ("layer_id", "ascending")])
     models = models.sort_by([("model_id", "ascending")])
     model_ids = models.column("model_id").to_pylist()

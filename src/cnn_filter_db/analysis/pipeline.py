@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..dataset import integrity
 from ..errors import AnalysisError
 from ..params import AnalyzeParams, RunOptions
 from ..progress import bar as progress_bar
@@ -61,7 +62,7 @@ class GroupingResult:
 
 
 def analyze(release_dir: Path, reports_dir: Path, params: dict | AnalyzeParams | None = None,
-            run: dict | RunOptions | None = None) -> dict:
+            run: dict | RunOptions | None = None, *, verify: bool = True) -> dict:
     """Analyse a release folder; write ``layer_stats`` into it and the reports.
 
     Every layer gets its ``layer_stats`` row; every other statistic is computed over the
@@ -77,6 +78,9 @@ def analyze(release_dir: Path, reports_dir: Path, params: dict | AnalyzeParams |
     params : the ``analyze`` group of ``params.yaml`` (see :class:`AnalyzeParams`).
     run : how to run (engine, workers, batch size; see :class:`RunOptions`): the numbers
         do not depend on it.
+    verify : check every shard's sha256 against the folder's manifest.json, when it has
+        one, before the first pass (the DVC analyze stage opts out: until the release stage
+        rewrites it, the folder's manifest is the previous build's).
 
     Returns
     -------
@@ -89,15 +93,17 @@ def analyze(release_dir: Path, reports_dir: Path, params: dict | AnalyzeParams |
     t = time.perf_counter()
     renderer = Renderer(run.workers)  # first: its workers fork before any other thread starts
     try:
-        return _analyze(release_dir, reports_dir, p, run, renderer, timings, t)
+        return _analyze(release_dir, reports_dir, p, run, renderer, timings, t, verify)
     finally:
         renderer.close()
 
 
 def _analyze(release_dir: Path, reports_dir: Path, p: AnalyzeParams, run: RunOptions, renderer: Renderer,
-             timings: dict, t: float) -> dict:
-    labels = load_labels(release_dir)
+             timings: dict, t: float, verify: bool) -> dict:
+    labels = load_labels(release_dir, verify=verify)
     items = shard_items(release_dir)
+    if verify:  # here, once: the passes' workers read the shards unverified
+        integrity.verify(release_dir, [Path(path) for _, path in items])
     pop = labels.population(p.population)
     ctx = Context(labels.index, labels.n_filters, labels.out_channels, p, run.batch_rows)
     engine = make_engine(run)

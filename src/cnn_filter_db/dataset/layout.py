@@ -7,7 +7,10 @@ A release folder holds one folder of Parquet shards a config (``config.RELEASE_C
 The rule: an entry whose name starts with ``.`` or ends with ``.tmp`` is never part of a
 release, at any depth. That covers the temporary folders of :func:`atomic.atomic_dir`
 (``.<name>.<random>.tmp``) that a crash leaves behind, the ``.<name>.old`` it renames away,
-and editor or OS litter. A *shard* is a visible file that matches its config's pattern.
+and editor or OS litter. Only regular files belong to a release: a symlink, fifo or device
+is listed apart (:func:`release_entries`) and never opened by the manifest check. A *shard*
+is a visible file that matches its config's pattern (readers follow links to files: a Hub
+snapshot's files are links into its blob cache).
 Nothing else in the package lists a release folder.
 """
 from __future__ import annotations
@@ -59,22 +62,51 @@ def model_dir(release_dir: Path, model_id: str) -> Path:
     return table_dir(release_dir, "filters") / check_model_id(model_id)
 
 
+def release_of_filter_shard(path: Path) -> Path | None:
+    """The release folder a filter shard ``<release>/filters/<model_id>/x.parquet`` lies in,
+    or None for a file outside that layout."""
+    path = Path(path)
+    if len(path.parents) < 3 or path.parents[1].name != table_dir(Path(), "filters").name:
+        return None
+    return path.parents[2]
+
+
 def model_patterns(model_id: str) -> list[str]:
     """Glob patterns of what reading one model needs (for a partial download of a Hub
     snapshot): its filter shards, the layers table and the manifest."""
     return [f"filters/{check_model_id(model_id)}/*.parquet", config.RELEASE_CONFIGS["layers"], MANIFEST]
 
 
-def release_files(release_dir: Path) -> list[str]:
-    """Every visible file of a release folder, as posix paths relative to it, sorted.
-    Hidden and temporary folders are not entered."""
+def release_entries(release_dir: Path) -> tuple[list[str], list[str]]:
+    """Every visible entry of a release folder, as posix paths relative to it, sorted: the
+    regular files, and everything else (symlinks of any kind, fifos, devices, sockets),
+    which is never part of a release and must never be opened. Found by ``lstat``: no link
+    is followed, hidden and temporary folders are not entered."""
     release_dir = Path(release_dir)
-    out = []
-    for folder, dirs, files in os.walk(release_dir):
-        dirs[:] = [d for d in dirs if not is_hidden(d)]
-        rel = Path(folder).relative_to(release_dir)
-        out.extend((rel / f).as_posix() for f in files if not is_hidden(f))
-    return sorted(out)
+    files: list[str] = []
+    other: list[str] = []
+
+    def walk(folder: Path, prefix: str) -> None:
+        with os.scandir(folder) as it:
+            for entry in it:
+                if is_hidden(entry.name):
+                    continue
+                rel = prefix + entry.name
+                if entry.is_dir(follow_symlinks=False):
+                    walk(Path(entry.path), rel + "/")
+                elif entry.is_file(follow_symlinks=False):
+                    files.append(rel)
+                else:
+                    other.append(rel)
+
+    if release_dir.is_dir():
+        walk(release_dir, "")
+    return sorted(files), sorted(other)
+
+
+def release_files(release_dir: Path) -> list[str]:
+    """Every visible regular file of a release folder (see :func:`release_entries`)."""
+    return release_entries(release_dir)[0]
 
 
 def list_shards(release_dir: Path, name: str | None = None) -> list[Path]:

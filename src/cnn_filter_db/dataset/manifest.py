@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ..atomic import atomic_write_text
-from ..errors import ReleaseError
+from ..errors import CnnFilterDbError, ReleaseError
 from ..hashing import sha256_file
 from . import layout
 from .shard import open_shard
@@ -122,6 +123,8 @@ def read_manifest(source: Path | str) -> Manifest:
     path = Path(source)
     if path.is_dir():
         path = path / layout.MANIFEST
+    if path.exists() and not path.is_file():  # a link to a file is read (a Hub snapshot's are)
+        raise ReleaseError(f"{path}: not a regular file (a fifo or device); left unopened")
     try:
         text = path.read_text()
     except FileNotFoundError:
@@ -135,35 +138,73 @@ def read_manifest(source: Path | str) -> Manifest:
     return parse_manifest(data, str(path))
 
 
+@dataclass(frozen=True)
+class FileCheck:
+    """One file of a release compared with its manifest: recorded there (shards and card
+    files) or found on disk (every visible entry but manifest.json). Only a regular file
+    inside the folder is ever opened: anything else (a link, fifo, device) is ``regular``
+    False and has no sha256 or rows."""
+
+    path: str
+    listed: bool
+    exists: bool
+    regular: bool | None            # None: not on disk
+    sha256_recorded: str | None
+    sha256_actual: str | None       # listed regular files and shards only
+    rows_recorded: int | None
+    rows_actual: int | None         # shards only, from the Parquet footer
+
+
+def compare(release_dir: Path, manifest: Manifest) -> tuple[list[FileCheck], str]:
+    """Each file of ``release_dir`` against ``manifest`` (sorted by path), and the
+    fingerprint recomputed from the shards on disk. Each regular file is hashed once."""
+    release_dir = Path(release_dir)
+    files, other = layout.release_entries(release_dir)
+    regular = set(files) - {layout.MANIFEST}
+    odd = set(other) - {layout.MANIFEST}
+    shards = {p.relative_to(release_dir).as_posix() for p in layout.list_shards(release_dir)} & regular
+    recorded = manifest.recorded()
+    rows_recorded = {s.path: s.rows for s in manifest.shards}
+    checks, shard_sha = [], []
+    for rel in sorted(set(recorded) | regular | odd):
+        is_regular = rel in regular
+        sha = sha256_file(release_dir / rel) if is_regular and (rel in recorded or rel in shards) else None
+        rows = None
+        if rel in shards:
+            shard_sha.append(sha)
+            try:
+                rows = open_shard(release_dir / rel).metadata.num_rows
+            except CnnFilterDbError:
+                pass  # an unreadable shard: its sha256 differs, and the content suites say more
+        checks.append(FileCheck(rel, rel in recorded, is_regular or rel in odd,
+                                is_regular if (is_regular or rel in odd) else None,
+                                recorded.get(rel), sha, rows_recorded.get(rel), rows))
+    return checks, fingerprint(shard_sha)
+
+
 def check_manifest(release_dir: Path) -> list[str]:
-    """Problems between a release folder and its manifest (empty when they match): every
-    shard and card file listed with the right sha256, no file unlisted (stray files), and
-    the fingerprint recomputed from the shards."""
+    """Problems between a release folder and its manifest (empty when they match): no entry
+    that is not a regular file (reported unopened), no file unlisted (stray files), every
+    shard and card file listed with the right sha256, and the fingerprint recomputed from
+    the shards (:func:`compare`)."""
     release_dir = Path(release_dir)
     path = release_dir / layout.MANIFEST
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():
         return [f"{path}: missing (run the release stage)"]
     try:
         manifest = read_manifest(path)
     except ReleaseError as exc:
         return [str(exc)]
-    problems = []
-    listed = manifest.recorded()
-    on_disk = set(layout.release_files(release_dir)) - {layout.MANIFEST}
-    for rel in sorted(on_disk - set(listed)):
-        problems.append(f"{release_dir / rel}: not listed in {layout.MANIFEST}")
-    actual: dict[str, str] = {}
-    for rel, sha in sorted(listed.items()):
-        f = layout.inside(release_dir, rel)
-        if not f.is_file():
-            problems.append(f"{f}: listed in {layout.MANIFEST} but missing")
-            continue
-        actual[rel] = sha256_file(f)
-        if actual[rel] != sha:
-            problems.append(f"{f}: sha256 differs from {layout.MANIFEST}")
-    shard_sha = [actual.get(p.relative_to(release_dir).as_posix()) or sha256_file(p)
-                 for p in layout.list_shards(release_dir)]
-    recomputed = fingerprint(shard_sha)
+    checks, recomputed = compare(release_dir, manifest)
+    problems = [f"{release_dir / c.path}: not a regular file (a link, fifo or device); left unopened"
+                for c in checks if c.regular is False]
+    problems += [f"{release_dir / c.path}: not listed in {layout.MANIFEST}"
+                 for c in checks if c.regular and not c.listed]
+    for c in checks:
+        if c.listed and not c.exists:
+            problems.append(f"{release_dir / c.path}: listed in {layout.MANIFEST} but missing")
+        elif c.listed and c.regular and c.sha256_actual != c.sha256_recorded:
+            problems.append(f"{release_dir / c.path}: sha256 differs from {layout.MANIFEST}")
     if recomputed != manifest.fingerprint:
         problems.append(f"{path}: fingerprint {manifest.fingerprint} does not match the shards ({recomputed})")
     return problems

@@ -21,6 +21,7 @@ import pyarrow.compute as pc
 
 from ..errors import FormatError
 from ..params import RunOptions
+from . import integrity, layout
 from .shard import open_shard
 
 #: Batches decoded ahead of the consumer.
@@ -85,13 +86,19 @@ class RunBatch:
 
 
 def iter_runs(path: Path, columns: list[str], batch_rows: int = RunOptions.batch_rows,
-              prefetch: int = PREFETCH, use_threads: bool = True) -> Iterator[RunBatch]:
+              prefetch: int = PREFETCH, use_threads: bool = True, *, verify: bool = True) -> Iterator[RunBatch]:
     """The batches of one filter shard, each cut into (model, layer) runs.
 
     ``columns`` are read (``model_id`` and ``layer_id`` always); page checksums are verified,
     and an unreadable shard or a missing column is a :class:`FormatError` naming the shard.
     ``use_threads``: decode a batch's columns in Arrow's thread pool.
+    ``verify``: check the shard's sha256 against the manifest.json of its release folder,
+    when it has one (:mod:`.integrity`); callers that verified the release's shards already
+    (the scan, the analysis passes) pass False.
     """
+    release_dir = layout.release_of_filter_shard(path)
+    if verify and release_dir is not None:
+        integrity.verify(release_dir, [path])
     pf = open_shard(path)
     columns = list(dict.fromkeys([*KEYS, *columns]))
     missing = [c for c in columns if c not in pf.schema_arrow.names]

@@ -2,8 +2,11 @@
 and the card files README.md and CITATION.cff) or on disk (every visible file of the folder
 but manifest.json: a stray file is a row that is not listed).
 
-Columns: ``path`` (relative to the release folder), ``listed`` (in the manifest),
-``exists`` (on disk), ``sha256_recorded`` / ``sha256_actual`` (an edited card differs
+The frame is ``cnn_filter_db.dataset.manifest.compare``, the one comparison of a release
+folder with its manifest (``check_manifest`` reports the same). Columns: ``path`` (relative
+to the release folder), ``listed`` (in the manifest), ``exists`` (on disk), ``regular``
+(a regular file, not a link, fifo or device: only those are opened; null when missing),
+``sha256_recorded`` / ``sha256_actual`` (an edited card differs
 here), ``rows_recorded`` / ``rows_actual`` (shards only, from the Parquet footer),
 ``fingerprint_recorded`` (the manifest's).
 
@@ -24,6 +27,9 @@ def expectations(vocabulary: dict, params) -> list:
     return [
         gxe.ExpectColumnValuesToBeInSet(column="exists", value_set=[True],
                                         description="every file the manifest lists exists"),
+        gxe.ExpectColumnValuesToBeInSet(column="regular", value_set=[True],
+                                        description="every entry is a regular file (no link, fifo or device; "
+                                                    "such an entry is never opened)"),
         gxe.ExpectColumnValuesToBeInSet(column="listed", value_set=[True],
                                         description="every file on disk is listed in the manifest (no stray files)"),
         gxe.ExpectColumnPairValuesToBeEqual(column_A="sha256_recorded", column_B="sha256_actual",

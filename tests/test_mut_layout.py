@@ -38,33 +38,27 @@ def test_plain_relative_paths_are_accepted():
         assert layout.check_relative(rel) == rel
 
 
-def test_a_symlink_out_of_the_folder_is_refused_with_its_name(tmp_path):
+def test_links_fifos_and_linked_folders_are_listed_apart_and_never_entered(tmp_path):
+    """Only regular files belong to a release; every other visible entry is named apart,
+    found without following it (a linked folder is not entered)."""
     release, outside = tmp_path / "rel", tmp_path / "outside"
-    release.mkdir()
+    (release / "filters" / "m").mkdir(parents=True)
     outside.mkdir()
     (outside / "x.parquet").write_bytes(b"x")
-    os.symlink(outside, release / "link")
-    with pytest.raises(ReleaseError) as info:
-        layout.inside(release, "link/x.parquet")
-    assert str(info.value) == f"'link/x.parquet': leads outside the release folder {release}"
-    assert layout.inside(release, "filters/x.parquet") == release / "filters" / "x.parquet"  # need not exist
-
-
-def test_a_path_through_a_linked_folder_is_refused_before_the_file_exists(tmp_path):
-    """A file a caller may be about to create: refused when a folder on its way is a link
-    out of the release folder, or when the name itself is a link to a target not made yet."""
-    release, outside = tmp_path / "rel", tmp_path / "outside"
-    release.mkdir()
-    outside.mkdir()
-    os.symlink(outside, release / "filters")
+    (release / "filters" / "m" / "m-00000-of-00001.parquet").write_bytes(b"x")
+    (release / "README.md").write_text("card\n")
+    (release / ".hidden").mkdir()
+    os.symlink("/dev/zero", release / ".hidden" / "zero")          # hidden: not even listed
+    os.symlink(outside, release / "filters" / "linked")             # a folder link out
+    os.symlink(release / "README.md", release / "card-link.md")     # a link that stays inside
     os.symlink(tmp_path / "not-yet", release / "dangling.json")
-    for rel in ("filters/new/new-00000-of-00001.parquet", "dangling.json"):
-        assert not (release / rel).exists()
-        with pytest.raises(ReleaseError, match="leads outside the release folder"):
-            layout.inside(release, rel)
-    (release / "sub").mkdir()
-    os.symlink(release / "sub", release / "inner")   # a link that stays inside is fine
-    assert layout.inside(release, "inner/x.parquet") == release / "inner" / "x.parquet"
+    os.symlink("/dev/zero", release / "notes.txt")
+    os.mkfifo(release / "filters" / "m" / "pipe")
+    files, other = layout.release_entries(release)
+    assert files == ["README.md", "filters/m/m-00000-of-00001.parquet"]
+    assert other == ["card-link.md", "dangling.json", "filters/linked", "filters/m/pipe", "notes.txt"]
+    assert layout.release_files(release) == files
+    assert layout.release_entries(tmp_path / "missing") == ([], [])
 
 
 def test_model_shards_are_the_visible_parquet_files_in_name_order(tmp_path):

@@ -16,6 +16,7 @@ import pytest
 
 from cnn_filter_db.dataset import layout, schema, writer
 from cnn_filter_db.dataset import manifest as mf
+from cnn_filter_db.errors import IntegrityError
 from cnn_filter_db.hashing import sha256_file
 from cnn_filter_db.validate import validate_release
 
@@ -233,7 +234,9 @@ def test_wrong_sha256_in_manifest(copy_release):
     entry = next(s for s in manifest["shards"] if s["path"].startswith(f"filters/{MODEL}/"))
     entry["sha256"] = "0" * 64
     mf.write_manifest(release, manifest)
-    result = validate(release)
+    with pytest.raises(IntegrityError, match=f"{entry['path']}: sha256 .* differs"):
+        validate(release)  # the content suites' reads check the shards first
+    result = validate(release, verify=False)  # as the DVC stage: the manifest suite reports it
     assert problems(result) == {("manifest", "sha256_recorded,sha256_actual")}, result.summary()
     assert result.failures[0].examples[0]["path"] == entry["path"]
     assert entry["path"] in result.summary()
@@ -248,13 +251,15 @@ def test_stray_files_and_an_edited_card_are_reported(copy_release):
     mf.write_manifest(release, manifest)
     assert validate(release, tables=["manifest"]).success
     (release / "README.md").write_text("# the card, edited after the release\n")
+    (release / "CITATION.cff").write_text("cff-version: 1.2.0\ntitle: edited\n")
     (release / "filters" / "notes.txt").write_text("stray\n")
     (release / "filters" / ".notes.txt.x.tmp").write_text("a crashed write: not part of the release\n")
     result = validate(release, tables=["manifest"])
     assert problems(result) == {("manifest", "listed"), ("manifest", "sha256_recorded,sha256_actual")}, result.summary()
     by_column = {f.column: [e["path"] for e in f.examples] for f in result.failures}
-    assert by_column == {"listed": ["filters/notes.txt"], "sha256_recorded,sha256_actual": ["README.md"]}
+    assert by_column == {"listed": ["filters/notes.txt"], "sha256_recorded,sha256_actual": ["CITATION.cff", "README.md"]}
     assert mf.check_manifest(release) == [f"{release / 'filters/notes.txt'}: not listed in manifest.json",
+                                          f"{release / 'CITATION.cff'}: sha256 differs from manifest.json",
                                           f"{release / 'README.md'}: sha256 differs from manifest.json"]
 
 

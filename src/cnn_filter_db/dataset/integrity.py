@@ -7,9 +7,10 @@ about a second a 500 MB, so a verified file is remembered by (path, size, mtime)
 read of an unchanged file costs a ``stat``. Without a manifest (a folder being built),
 only the Parquet page checksums guard the bytes.
 
-The pipeline's own passes (validation, analysis, release) read a folder whose manifest is
-the previous build's until the release stage rewrites it, so they do not call this; the
-validation's manifest suite and ``check_manifest`` compare every file instead.
+Every public reader calls it by default (``verify=True``; ``--no-verify`` on the command
+line). The DVC pipeline's validate and analyze stages opt out, visibly in dvc.yaml: they read
+a folder whose manifest is the previous build's until the release stage rewrites it, and
+the release stage then compares every file (``manifest.check_manifest`` / the manifest suite).
 """
 from __future__ import annotations
 

@@ -144,14 +144,3 @@ def check_relative(rel: str) -> str:
             or any(part in ("", ".", "..") for part in rel.split("/")) or not is_visible(p)):
         raise ReleaseError(f"{rel!r}: not a path inside the release folder")
     return rel
-
-
-def inside(release_dir: Path, rel: str) -> Path:
-    """``release_dir / rel`` for a path :func:`check_relative` accepts that does not lead out
-    of the folder through a symlink (the file itself, a dangling link, or any folder on the
-    way, whether or not the file exists yet); anything else is refused unopened."""
-    release_dir = Path(release_dir)
-    path = release_dir / check_relative(rel)
-    if not path.resolve().is_relative_to(release_dir.resolve()):
-        raise ReleaseError(f"{rel!r}: leads outside the release folder {release_dir}")
-    return path

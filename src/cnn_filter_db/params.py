@@ -245,7 +245,8 @@ class ReleaseParams:
     source_repository : the git URL `dvc get` names in the card; None: GitHub, named as the
         Hub repository.
     previous_manifest : the previous release's manifest.json (or folder), for the changelog.
-    year : the citation year; None: the build's year.
+    year : the citation year of the dataset entry; None: no year (a build date would make the
+        card differ between two builds of the same release).
     """
 
     version: str | None = None

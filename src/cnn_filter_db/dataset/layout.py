@@ -47,9 +47,10 @@ def table_dir(release_dir: Path, name: str) -> Path:
 
 def check_model_id(model_id: str) -> str:
     """``model_id`` when it names one visible folder inside ``filters/`` (no separator, not
-    ``..``, not hidden); the catalog's stricter pattern is the catalog's business."""
-    if (not isinstance(model_id, str) or not model_id or "/" in model_id or "\\" in model_id
-            or "\0" in model_id or model_id in (".", "..") or is_hidden(model_id)):
+    ``..``, not hidden, no glob character that would widen a download pattern); the
+    catalog's stricter pattern is the catalog's business."""
+    if (not isinstance(model_id, str) or not model_id or any(c in model_id for c in "/\\\0*?[]")
+            or model_id in (".", "..") or is_hidden(model_id)):
         raise ReleaseError(f"model_id {model_id!r}: not a model id (one visible folder name under filters/)")
     return model_id
 
@@ -59,10 +60,14 @@ def model_dir(release_dir: Path, model_id: str) -> Path:
     return table_dir(release_dir, "filters") / check_model_id(model_id)
 
 
-def model_patterns(model_id: str) -> list[str]:
-    """Glob patterns of what reading one model needs (for a partial download of a Hub
-    snapshot): its filter shards, the layers table and the manifest."""
-    return [f"filters/{check_model_id(model_id)}/*.parquet", config.RELEASE_CONFIGS["layers"], MANIFEST]
+def download_patterns(model_ids: list[str] | None) -> list[str]:
+    """Glob patterns of what reading some models needs (for a partial download of a Hub
+    snapshot): their filter shards (every model's when None), the layers table (the shapes)
+    and the manifest (the shards' sha256). Each id is checked first, so a bad one never
+    widens the download."""
+    shards = ([config.RELEASE_CONFIGS["filters"]] if model_ids is None
+              else [f"filters/{check_model_id(m)}/*.parquet" for m in model_ids])
+    return [*shards, config.RELEASE_CONFIGS["layers"], MANIFEST]
 
 
 def release_files(release_dir: Path) -> list[str]:

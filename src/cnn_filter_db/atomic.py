@@ -72,7 +72,7 @@ def _finish(journal: Path) -> None:
     entries = [tuple(at(p) for p in triple) for triple in data["entries"]]
     copies = [_journal(target, data["group"]) for target, _, _ in entries]
     if copies[0].exists():  # no record: the swap never started, or the group is finished
-        if any(new.exists() for _, new, _ in entries):
+        if any(new.exists() for _, new, _ in entries):  # not every new folder moved in
             _roll_back(entries)
         for _, _, old in entries:  # forward (after a roll back there are none left)
             if old is not None and old.exists():

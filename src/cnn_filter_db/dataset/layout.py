@@ -6,8 +6,8 @@ A release folder holds one folder of Parquet shards a config (``config.RELEASE_C
 
 The rule: an entry whose name starts with ``.`` or ends with ``.tmp`` is never part of a
 release, at any depth. That covers the temporary folders of :func:`atomic.atomic_dir`
-(``.<name>.<random>.tmp``) that a crash leaves behind, the ``.<name>.old`` it renames away,
-and editor or OS litter. A *shard* is a visible file that matches its config's pattern.
+(``.<name>.<random>.tmp``) that a crash leaves behind, the ``.<name>.<id>.old`` it renames
+away, its ``.<name>.<id>.journal`` and ``.<name>.removed``, and editor or OS litter. A *shard* is a visible file that matches its config's pattern.
 Nothing else in the package lists a release folder.
 """
 from __future__ import annotations

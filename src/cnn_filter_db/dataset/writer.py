@@ -243,7 +243,9 @@ def write_model(release_dir: Path, meta_dir: Path, model: dict, layer_rows: list
                 layers: Iterable[Layer], progress=None, params: ExtractParams | Mapping | None = None) -> Path:
     """A model's filter shards (``<release>/filters/<id>/``) and its metadata rows
     (``<meta_dir>/<id>/``), written under temporary names and committed together: if
-    anything fails, before or during the swap, both keep their previous content.
+    anything fails, before or during the swap, both keep their previous content; if the
+    process is killed, the next write or clean of either path finishes the pair, all old
+    or all new (see :mod:`cnn_filter_db.atomic`).
     ``layers`` may be a generator: one layer is held at a time."""
     model_id = model["model_id"]
     filters_dir = layout.model_dir(release_dir, model_id)

@@ -10,11 +10,10 @@ import sys
 from cnn_filter_db.cli import main
 
 if __name__ == "__main__":
-    options = [a for a in sys.argv[1:] if a.startswith("-")]
-    names = [a for a in sys.argv[1:] if not a.startswith("-")]
-    if not names:
-        _, at, item = os.environ.get("DVC_STAGE", "").partition("@")
-        if not at:
-            sys.exit("stages/extract_set.py: name a set, or run it as a DVC foreach stage (DVC sets DVC_STAGE)")
-        names = [item]
-    sys.exit(main(["extract-set", *options, "--", *names]))
+    argv = sys.argv[1:]
+    _, at, item = os.environ.get("DVC_STAGE", "").partition("@")
+    if at:  # dvc.yaml's options, then the set from the stage's name ("--": never an option)
+        sys.exit(main(["extract-set", *argv, "--", item]))
+    if not [a for a in argv if not a.startswith("-")]:
+        sys.exit("stages/extract_set.py: name a set, or run it as a DVC foreach stage (DVC sets DVC_STAGE)")
+    sys.exit(main(["extract-set", *argv]))

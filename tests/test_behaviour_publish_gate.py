@@ -153,7 +153,7 @@ def test_real_validator_result_stops_publish_in_process(small_release, root, hub
     results = []
 
     def validator(path):
-        results.append(validate_release(path, params={"data_docs": False}, root=root))
+        results.append(validate_release(path, root=root, data_docs=False))
         return results[-1]
 
     before = len(hub.seen)

@@ -114,3 +114,15 @@ def test_timm_baseline_must_not_claim_trained(tmp_path, root):
     edit(path, trained=True)
     with pytest.raises(CatalogError, match="initialisation baseline"):
         catalog.parse_entry(path, r)
+
+
+def test_every_trained_entry_pins_its_default_checkpoint(root):
+    """An entry trained here is checked against its pinned checkpoint sha256 on every build;
+    one without a pin for the default profile would build unchecked."""
+    from cnn_filter_db.params import TrainParams
+
+    trained = [e for e in catalog.load_catalog(root) if e.source.kind == "train"]
+    assert len(trained) >= 3
+    unpinned = [e.model_id for e in trained if TrainParams.profile not in e.source.checkpoint]
+    assert unpinned == [], f"train entries without a {TrainParams.profile!r} checkpoint pin: {unpinned}"
+    assert all(len(e.source.checkpoint[TrainParams.profile].sha256) == 64 for e in trained)

@@ -94,8 +94,6 @@ def test_tampered_index_never_reaches_a_shell(tmp_path, cache_dir):
     """Even an index edited by hand (which `catalog validate` flags) runs no id through a shell:
     dvc.yaml passes no id on a command line; the stage reads its own name from DVC_STAGE."""
     r = project(tmp_path)
-    (r / "params.yaml").write_text((r / "params.yaml").read_text().replace(
-        "  cache_dir: null", f"  cache_dir: {cache_dir}"))
     evil = ["x;touch PWNED", "y';touch PWNED1;'", 'z";touch PWNED2;"', "$(touch PWNED3)", "`touch PWNED4`"]
     doc = {"models": [SMALL, *evil], "trained": []}
     (r / "catalog" / "index.yaml").write_text(yaml.safe_dump(doc))

@@ -131,3 +131,20 @@ def test_the_derivation_sees_what_a_stage_imports():
     assert f"{PKG}.analysis.pipeline" not in validate and f"{PKG}.publish" not in validate
     _, extract = stage_modules(stages()["extract"])
     assert {f"{PKG}.dataset.writer", f"{PKG}.formats.onnx", f"{PKG}.formats.tflite", f"{PKG}.sources.pypi"} <= extract
+
+
+#: Outputs whose place is a parameter, not a command-line option: train.reports_dir of
+#: params.yaml (tests/test_params.py checks that dvc.yaml's outs follow it).
+PARAM_PLACED = {"train": ["reports/training"]}
+
+
+@pytest.mark.parametrize("name", sorted(stages()))
+def test_stage_command_names_where_its_outputs_go(name):
+    """No hidden default: each output (and metrics file) lies in a folder or file the stage's
+    command names, so dvc.yaml shows what the stage really runs with."""
+    stage = stages()[name]
+    args = [t for t in shlex.split(stage["cmd"], comments=True)[2:] if not t.startswith("-")]
+    outs = [next(iter(o)) if isinstance(o, dict) else o for o in stage.get("outs", []) + stage.get("metrics", [])]
+    outs = [o.replace("${item}", "ITEM") for o in outs]
+    hidden = [o for o in outs if not covered(o, args + PARAM_PLACED.get(name, []))]
+    assert outs and not hidden, f"{name}: {stage['cmd']!r} does not name where {hidden} go"

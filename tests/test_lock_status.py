@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from cnn_filter_db.lock_status import dvc_status, lock_problems, main
 
@@ -79,3 +80,28 @@ def test_lock_check(project, monkeypatch, capsys):
                                                   "second: changed command"]
     assert main([str(project)]) == 1
     assert "dvc.lock is stale: first: dependency code/first.py modified" in capsys.readouterr().err
+
+
+def test_lock_entries_of_removed_stages_are_reported_and_pruned(project, monkeypatch, capsys):
+    """DVC keeps a stage's lock entry after the stage leaves dvc.yaml (a catalog entry removed
+    from a foreach): the lock then describes code that no longer exists."""
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    third = "  third:\n    cmd: python code/third.py\n    deps: [code/third.py, out/first]\n    outs: [out/third.txt]\n"
+    (project / "code" / "third.py").write_text(SECOND.replace("out/second.txt", "out/third.txt"))
+    (project / "dvc.yaml").write_text(DVC_YAML + third)
+    subprocess.run(["dvc", "repro", "-q"], cwd=project, check=True, capture_output=True)
+    before = (project / "dvc.lock").read_text()
+    assert "  third:\n" in before
+    (project / "dvc.yaml").write_text(DVC_YAML)
+    assert dvc_status(project) == {}  # dvc status alone does not see it
+    assert main([str(project)]) == 1
+    assert "dvc.lock is stale: third: recorded, but dvc.yaml no longer defines it" in capsys.readouterr().err
+    assert main(["--prune", str(project)]) == 0
+    after = (project / "dvc.lock").read_text()
+    assert "third" not in after and "out/third.txt" not in after
+    # everything else kept as DVC wrote it: the entries of `first` and `second`, the schema
+    old, new = yaml.safe_load(before), yaml.safe_load(after)
+    assert new == {**old, "stages": {k: v for k, v in old["stages"].items() if k != "third"}}
+    assert list(new["stages"]) == ["first", "second"]
+    assert dvc_status(project) == {} and main([str(project)]) == 0
+    assert not list(project.glob(".dvc.lock.*"))

@@ -276,7 +276,7 @@ def test_defaults_and_overrides(tmp_path):
     (tmp_path / "params.yaml").write_text("extract:\n  row_group_rows: 1000\nanalyze: {}\ntrain:\n"
                                           "  hub_ids: {mnist: me/mnist}\n")
     p = ExtractParams.of(load_params("extract", tmp_path))
-    assert (p.row_group_rows, p.max_rows_per_shard, p.cache_dir) == (1000, 16_000_000, None)
+    assert (p.row_group_rows, p.max_rows_per_shard) == (1000, 16_000_000)
     assert AnalyzeParams.of(load_params("analyze", tmp_path)) == AnalyzeParams()
     t = TrainParams.of(load_params("train", tmp_path))
     assert (t.profile, t.reports_dir, t.num_threads, t.hub_ids) == ("quick", Path("reports/training"), 1,
@@ -313,6 +313,24 @@ def test_run_options_come_from_the_command_line_then_the_environment():
     assert RunOptions.of(None, {}) == RunOptions()
     with pytest.raises(AnalysisError, match="engine: expected 'local' or 'dask', got 'spark'"):
         RunOptions.of({"engine": "spark"}, {})
+
+
+def test_data_docs_and_the_weights_cache_are_run_settings_not_stage_params(tmp_path):
+    """Neither changes an output DVC tracks (the Data Docs site is not an output; the weights
+    cache is content-addressed), so changing them must re-run nothing: not in params.yaml."""
+    from cnn_filter_db.cli import build_parser
+
+    with pytest.raises(CnnFilterDbError, match=r"params.yaml validate: unknown keys \['data_docs'\]"):
+        ValidateParams.of({"data_docs": False})
+    with pytest.raises(CnnFilterDbError, match=r"params.yaml extract: unknown keys \['cache_dir'\]"):
+        ExtractParams.of({"cache_dir": str(tmp_path)})
+    assert RunOptions.of(None, {}).data_docs is True
+    assert RunOptions.of(None, {"CNN_FILTER_DB_DATA_DOCS": "0"}).data_docs is False
+    assert RunOptions.of(None, {"CNN_FILTER_DB_DATA_DOCS": "false"}).data_docs is False
+    assert RunOptions.of(None, {"CNN_FILTER_DB_DATA_DOCS": "1"}).data_docs is True
+    assert build_parser().parse_args(["validate"]).data_docs is None  # the run option decides
+    no_docs = build_parser().parse_args(["validate", "--no-data-docs"])
+    assert RunOptions.of({"data_docs": no_docs.data_docs}, {"CNN_FILTER_DB_DATA_DOCS": "1"}).data_docs is False
 
 
 def test_cli_analyze_options_default_to_nothing_so_the_params_module_decides():

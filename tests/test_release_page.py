@@ -35,7 +35,7 @@ def built(small_release, tmp_path_factory, root):
     reports = base / "reports"
     analyze(rel, reports, {"bootstrap": 20, "model_plots": False, "groupings": ["task", "trained"]})
     build_release(rel, "0.1.0", PARAMS, root=root)
-    validate_release(rel, reports / "validation", {"data_docs": False}, root=root)
+    validate_release(rel, reports / "validation", root=root, data_docs=False)
     # the null-reference columns the analysis may add: shown whatever columns exist, nulls as such
     drift = reports / "drift" / "task.csv"
     rows = list(csv.reader(drift.open()))

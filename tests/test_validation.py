@@ -113,7 +113,7 @@ def test_clean_release_passes_and_writes_reports(copy_release, tmp_path):
     assert "filters" in index and list((reports / "data_docs" / "validations").rglob("*.html"))
     # the DVC outputs hold no clock time nor random id: a second run writes the same bytes
     again = tmp_path / "again"
-    validate(release, reports_dir=again, params={"data_docs": False})
+    validate(release, reports_dir=again, data_docs=False)
     for name in ("models.json", "layers.json", "filters.json", "metrics.json"):
         assert (again / name).read_bytes() == (reports / name).read_bytes(), name
 
@@ -394,8 +394,7 @@ def test_release_stage_checks_the_manifest_only(copy_release, tmp_path):
     manifest["fingerprint"] = "f" * 64
     mf.write_manifest(release, manifest)
     reports = tmp_path / "reports"
-    result = validate(release, reports_dir=reports, tables=["manifest"], require_manifest=True,
-                      params={"data_docs": False})
+    result = validate(release, reports_dir=reports, tables=["manifest"], require_manifest=True, data_docs=False)
     assert list(result.tables) == ["manifest"]
     assert problems(result) == {("manifest", "fingerprint_recorded")}, result.summary()
     shard_sha = sorted(hashlib.sha256(p.read_bytes()).hexdigest() for p in release.rglob("*.parquet"))

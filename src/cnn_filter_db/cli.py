@@ -161,7 +161,7 @@ def cmd_extract_set(args) -> int:
             print(f"{model_id}: {what}", flush=True)
 
     s = build_set(args.set, args.root, args.release_dir, args.meta_dir,
-                  ExtractParams.of(load_params("extract", args.root)), progress)
+                  ExtractParams.of(load_params("extract", args.root)), progress, args.sets_dir)
     print(f"set {args.set}: {len(s['models'])} models" + (f", {s['n_filters']:,} filters" if "n_filters" in s else ""))
     return 0
 
@@ -170,12 +170,11 @@ def cmd_fetch(args) -> int:
     from .catalog import load_catalog
     from .sources import fetch_file, has_file
 
-    params = ExtractParams.of(load_params("extract", args.root))
     entries = [e for e in load_catalog(args.root) if has_file(e)]
     if args.model_ids:
         entries = [e for e in entries if e.model_id in set(args.model_ids)]
     for entry in bar(entries, desc="fetch", unit="file", disable=args.quiet):
-        fetch_file(entry, args.cache_dir or params.cache_dir)
+        fetch_file(entry, args.cache_dir)
     print(f"fetched {len(entries)} weight files into the cache")
     return 0
 
@@ -220,8 +219,7 @@ def _build_release(args, params: ReleaseParams, version: str) -> int:
     # the folder just written must pass the manifest suite (files, sha256, fingerprint)
     from .validate import validate_release
 
-    check = validate_release(args.release_dir, None, ValidateParams(data_docs=False), root=args.root,
-                             tables=["manifest"], require_manifest=True)
+    check = validate_release(args.release_dir, root=args.root, tables=["manifest"], require_manifest=True)
     if not check.success:
         print(check.summary(), file=sys.stderr)
         return 1
@@ -238,8 +236,9 @@ def cmd_validate(args) -> int:
     params = ValidateParams.of(load_params("validate", args.root))
     if args.max_abs_weight is not None:
         params = replace(params, max_abs_weight=args.max_abs_weight)
+    run = RunOptions.of({"data_docs": args.data_docs})
     result = validate_release(args.path or args.root / config.RELEASE_DIR, args.reports, params, root=args.root,
-                              **({"tables": args.tables} if args.tables else {}))
+                              data_docs=run.data_docs, **({"tables": args.tables} if args.tables else {}))
     print(result.summary())
     # timings go to the log only: the DVC outputs hold no clock time
     print(f"  time      {result.stats['seconds']} s" + (f" (filter scan {result.stats['scan_seconds']} s)"
@@ -414,6 +413,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("extract-set", help="extract the new or changed models of one catalog set (a DVC stage)")
     p.add_argument("set", metavar="SET")
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--sets-dir", type=Path, default=None, help="where SET.json goes (default: ROOT/build/sets)")
     build_args(p)
     p.set_defaults(func=cmd_extract_set)
 
@@ -450,6 +450,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="bound on per-layer max |w| (default: validate.max_abs_weight of params.yaml)")
     p.add_argument("--tables", nargs="+", default=None, choices=["models", "layers", "filters", "manifest"],
                    help="suites to run (default: all)")
+    p.add_argument("--no-data-docs", dest="data_docs", action="store_const", const=False, default=None,
+                   help="do not build the Data Docs HTML site under --reports (a run option, not a "
+                        "parameter: also CNN_FILTER_DB_DATA_DOCS=0)")
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("analyze", help="layer_stats, eigen-image bases, drift between groups, plots",

@@ -120,15 +120,15 @@ def extract_model(entry: Entry, release_dir: Path = config.RELEASE_DIR, meta_dir
                   params: ExtractParams | None = None, source_options: dict | None = None) -> dict:
     """Fetch, read and write one model: its filter shards and its metadata rows.
 
-    ``params`` is the ``extract`` group (shard sizes; its ``cache_dir`` unless ``cache_dir``
-    is given). ``source_options`` go to :func:`sources.load` (for ``train`` entries:
+    ``params`` is the ``extract`` group (shard sizes); ``cache_dir`` the weights cache (None:
+    ``config.default_cache_dir()``). ``source_options`` go to :func:`sources.load` (for ``train`` entries:
     ``profile``, ``reports_dir``, ``hub_ids``, ...). Nothing is written unless every step
     succeeds; the previous output stays otherwise.
     """
     from . import sources
 
     params = ExtractParams.of(params)
-    loaded = sources.load(entry, cache_dir=cache_dir or params.cache_dir, root=root, **(source_options or {}))
+    loaded = sources.load(entry, cache_dir=cache_dir, root=root, **(source_options or {}))
     layers = layers_of(entry.model_id, loaded.convs.convs, dict(entry.conv_kind_overrides))
     check_expected(entry, layers)
     model = model_row(entry, loaded, layers, root)

@@ -58,21 +58,18 @@ def _whole(group: str, name: str, value, minimum: int = 1, error=CnnFilterDbErro
 
 @dataclass(frozen=True)
 class ExtractParams:
-    """The ``extract`` group: where weights are cached and how filter shards are cut.
+    """The ``extract`` group: how filter shards are cut. (Where weights are cached is not a
+    parameter: ``--cache-dir`` or ``$CNN_FILTER_DB_CACHE``, see ``config.default_cache_dir``;
+    the cache is content-addressed, so its place changes no output.)
 
-    cache_dir : the content-addressed weights cache; None = ``$CNN_FILTER_DB_CACHE`` or
-        the user's cache folder (``config.default_cache_dir``).
     max_rows_per_shard : filters a shard (16 M: about 500 MB at ~31 bytes a filter).
     row_group_rows : filters a row group (about 75 MB uncompressed).
     """
 
-    cache_dir: Path | None = None
     max_rows_per_shard: int = 16_000_000
     row_group_rows: int = 1_048_576
 
     def __post_init__(self):
-        if self.cache_dir is not None:
-            object.__setattr__(self, "cache_dir", Path(self.cache_dir))
         for name in ("max_rows_per_shard", "row_group_rows"):
             _whole("extract", name, getattr(self, name))
 
@@ -124,11 +121,9 @@ class ValidateParams:
     max_abs_weight : a layer whose largest finite |w| reaches this fails (exploded weights).
         Real trained layers reach the thousands where batch norm was folded into the conv
         (mediapipe-pose-landmark-full, layer 12: 2,360), so the bound sits above them.
-    data_docs : build the Data Docs HTML site beside the JSON results.
     """
 
     max_abs_weight: float = 1e4
-    data_docs: bool = True
 
     @classmethod
     def of(cls, values: "ValidateParams | Mapping[str, Any] | None") -> "ValidateParams":
@@ -250,7 +245,8 @@ class ReleaseParams:
     source_repository : the git URL `dvc get` names in the card; None: GitHub, named as the
         Hub repository.
     previous_manifest : the previous release's manifest.json (or folder), for the changelog.
-    year : the citation year; None: the build's year.
+    year : the citation year of the dataset entry; None: no year (a build date would make the
+        card differ between two builds of the same release).
     """
 
     version: str | None = None
@@ -307,8 +303,9 @@ RUN_ENV_PREFIX = "CNN_FILTER_DB_"
 
 @dataclass(frozen=True)
 class RunOptions:
-    """How the analysis runs; the results do not depend on them (both engines, any number
-    of workers and any batch size give the same numbers), so they are not stage params.
+    """How a stage runs, not what it computes: the outputs DVC tracks do not depend on them
+    (both engines, any number of workers and any batch size give the same numbers), so they
+    are not stage params.
 
     engine : ``local`` (this process) or ``dask`` (one task a shard).
     scheduler : a Dask scheduler address; None starts a LocalCluster of ``workers``.
@@ -317,12 +314,15 @@ class RunOptions:
     batch_rows : rows read (decoded) at a time from a shard, by the analysis and every
         streaming reader (``dataset.runs``, ``dataset.reader``, the validation scan): a slice
         of a row group keeps numpy temporaries small and in cache.
+    data_docs : validation also builds the Great Expectations Data Docs HTML site beside
+        its JSON results (``reports/validation/data_docs``, not a DVC output).
     """
 
     engine: str = "local"
     scheduler: str | None = None
     workers: int = 2
     batch_rows: int = 1 << 18
+    data_docs: bool = True
 
     def __post_init__(self):
         if self.engine not in ("local", "dask"):
@@ -335,13 +335,18 @@ class RunOptions:
            ) -> "RunOptions":
         """From ``values`` (e.g. command-line options; None entries skipped), then the
         environment (``CNN_FILTER_DB_ENGINE``, ``..._SCHEDULER``, ``..._WORKERS``,
-        ``..._BATCH_ROWS``), then the defaults."""
+        ``..._BATCH_ROWS``, ``..._DATA_DOCS``: 0, false or no turn it off), then the defaults."""
         if isinstance(values, cls):
             return values
         chosen = {}
         for f in fields(cls):
             env = environ.get(RUN_ENV_PREFIX + f.name.upper())
             if env is not None:
-                chosen[f.name] = int(env) if f.type == "int" else env
+                if f.type == "int":
+                    chosen[f.name] = int(env)
+                elif f.type == "bool":
+                    chosen[f.name] = env.strip().lower() not in ("0", "false", "no")
+                else:
+                    chosen[f.name] = env
         chosen.update({k: v for k, v in dict(values or {}).items() if v is not None})
         return _of(cls, chosen, "run", AnalysisError)

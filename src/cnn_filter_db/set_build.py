@@ -31,10 +31,6 @@ from .params import ExtractParams
 SETS_DIR = config.BUILD_DIR / "sets"
 
 
-def summary_path(name: str, root: Path = Path(".")) -> Path:
-    return Path(root) / SETS_DIR / f"{name}.json"
-
-
 def stamp(model_id: str, root: Path, params: ExtractParams, pin: dict | None) -> str:
     """What a member's outputs depend on: its entry file, the shard layout, its weight pin
     (``pin``: its block of catalog/lock.yaml, None when unpinned)."""
@@ -45,8 +41,9 @@ def stamp(model_id: str, root: Path, params: ExtractParams, pin: dict | None) ->
 
 
 def build_set(name: str, root: Path = Path("."), release_dir: Path | None = None, meta_dir: Path | None = None,
-              params: ExtractParams | None = None, progress=None) -> dict:
-    """Extract the set's new or changed members; write and return the set summary.
+              params: ExtractParams | None = None, progress=None, sets_dir: Path | None = None) -> dict:
+    """Extract the set's new or changed members; write and return the set summary
+    (``<sets_dir>/<name>.json``, by default ``ROOT/build/sets``).
 
     Raises one CnnFilterDbError naming every member that failed (after trying them all).
     """
@@ -54,7 +51,7 @@ def build_set(name: str, root: Path = Path("."), release_dir: Path | None = None
     release_dir = Path(release_dir or root / config.RELEASE_DIR)
     meta_dir = Path(meta_dir or root / config.META_DIR)
     opts = ExtractParams.of(params)
-    out = summary_path(name, root)
+    out = Path(sets_dir or root / SETS_DIR) / f"{name}.json"
     if name == config.DEFAULT_SET:
         ids = [m for m in index_models(root) if load_entry(m, root).set == config.DEFAULT_SET]
         summary = {"set": name, "built_by": "the per-model extract stages", "models": {m: {} for m in ids}}

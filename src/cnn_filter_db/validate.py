@@ -35,7 +35,7 @@ from .dataset.manifest import fingerprint, read_manifest
 from .errors import CnnFilterDbError
 from .filter_scan import scan_filters
 from .hashing import sha256_file
-from .params import ValidateParams
+from .params import RunOptions, ValidateParams
 from .progress import bar as progress_bar
 
 TABLES = ("models", "layers", "filters", "manifest")
@@ -365,7 +365,8 @@ def _without_run_stamps(value: Any) -> Any:
 
 def validate_release(release_dir: Path = config.RELEASE_DIR, reports_dir: Path | None = None,
                      params: ValidateParams | Mapping[str, Any] | None = None, root: Path = Path("."),
-                     tables: Iterable[str] = TABLES, require_manifest: bool = False) -> Result:
+                     tables: Iterable[str] = TABLES, require_manifest: bool = False,
+                     data_docs: bool = RunOptions.data_docs) -> Result:
     """Run the expectation suites of ``validation/`` on a release folder.
 
     Parameters
@@ -378,6 +379,7 @@ def validate_release(release_dir: Path = config.RELEASE_DIR, reports_dir: Path |
     tables : the suites to run (the release stage may run ``["manifest"]`` only).
     require_manifest : a missing manifest.json is an error instead of a skipped suite (for
         the release stage, which has just written it).
+    data_docs : also build the Data Docs HTML site under ``reports_dir`` (a run option).
 
     Returns
     -------
@@ -431,7 +433,7 @@ def validate_release(release_dir: Path = config.RELEASE_DIR, reports_dir: Path |
 
     if reports_dir is not None:
         reports_dir = Path(reports_dir).resolve()  # GX's Data Docs store needs an absolute path
-    docs = reports_dir is not None and params.data_docs
+    docs = reports_dir is not None and data_docs
     results: dict[str, TableResult] = {}
     json_results: dict[str, dict] = {}
     with _quiet(), _docs_dir(reports_dir, docs) as docs_dir:

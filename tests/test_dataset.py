@@ -110,10 +110,11 @@ def test_model_shards_and_metadata_are_committed_together(tmp_path, monkeypatch)
     real = atomic._replace
     calls = []
 
-    def fail_between(src, dst):  # the swap's renames: 2 set aside, then 2 moved in; fail before the 4th
-        calls.append((src, dst))
-        if len(calls) == 4:
-            raise OSError("injected failure between the two commits")
+    def fail_between(src, dst):  # the swap sets 2 folders aside, then moves 2 in: fail at the 2nd move in
+        if Path(src).name.endswith(".tmp") and Path(src).is_dir():
+            calls.append((src, dst))
+            if len(calls) == 2:
+                raise OSError("injected failure between the two commits")
         real(src, dst)
 
     monkeypatch.setattr(atomic, "_replace", fail_between)

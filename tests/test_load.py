@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from cnn_filter_db import config, load_filters, load_layer, load_model
-from cnn_filter_db.errors import CnnFilterDbError
+from cnn_filter_db.errors import CnnFilterDbError, ReleaseError
 from cnn_filter_db.release import build_release
 
 HEAVY = ("pandas", "torch", "timm", "datasets", "great_expectations", "dvc", "scipy", "matplotlib", "dask",
@@ -75,6 +75,24 @@ def test_wrong_source_is_one_line(source, kind, words, tmp_path, monkeypatch):
         load_layer("efficientnet-lite0", 0, source)
     message = str(info.value)
     assert words in message and "\n" not in message
+
+
+@pytest.mark.parametrize("call", [
+    lambda cache: load_layer("a/b", 0, "hf://org/name", cache_dir=cache),
+    lambda cache: load_model("..", "hf://org/name", cache_dir=cache),
+    lambda cache: load_model(".m.old", "hf://org/name", cache_dir=cache),
+    lambda cache: load_filters("hf://datasets/org/name", models=["efficientnet-lite0", "*"], cache_dir=cache),
+])
+def test_a_bad_model_id_is_refused_before_any_download(call, tmp_path):
+    assert os.environ.get("HF_HUB_OFFLINE") == "1"  # a download attempt would fail otherwise, not with ReleaseError
+    with pytest.raises(ReleaseError, match="not a model id") as info:
+        call(tmp_path)
+    assert "\n" not in str(info.value)
+    assert list(tmp_path.iterdir()) == []  # nothing fetched, nothing cached
+    # the same call with a good id goes on to the (offline) download, and fails there
+    with pytest.raises(Exception) as good:
+        load_layer("efficientnet-lite0", 0, "hf://org/name", cache_dir=tmp_path)
+    assert not isinstance(good.value, ReleaseError)
 
 
 # --------------------------------------------------------------------------- arrays

@@ -11,9 +11,13 @@ from cnn_filter_db.errors import ReleaseError
 
 
 def test_a_partial_download_of_one_model_asks_for_its_shards_the_layers_and_the_manifest():
-    assert layout.model_patterns("m1") == ["filters/m1/*.parquet", "layers/*.parquet", "manifest.json"]
-    with pytest.raises(ReleaseError, match=r"model_id '\.\./m1': not a model id"):
-        layout.model_patterns("../m1")
+    assert layout.download_patterns(["m1"]) == ["filters/m1/*.parquet", "layers/*.parquet", "manifest.json"]
+    assert layout.download_patterns(["m1", "m2"]) == ["filters/m1/*.parquet", "filters/m2/*.parquet",
+                                                      "layers/*.parquet", "manifest.json"]
+    assert layout.download_patterns(None) == ["filters/*/*.parquet", "layers/*.parquet", "manifest.json"]
+    for bad in ("../m1", "*", "m[12]", "m?"):
+        with pytest.raises(ReleaseError, match=r"not a model id"):
+            layout.download_patterns(["m1", bad])
 
 
 @pytest.mark.parametrize("rel", [
@@ -83,7 +87,8 @@ def test_shards_are_listed_in_the_order_of_their_relative_paths_as_text(tmp_path
                    "filters/m/m-00000-of-00001.parquet", "layers/train-00000-of-00001.parquet"]
 
 
-@pytest.mark.parametrize("model_id", ["", "a/b", "a\\b", "a\0b", ".", "..", ".hidden", "m.tmp", 5, None])
+@pytest.mark.parametrize("model_id", ["", "a/b", "a\\b", "a\0b", ".", "..", ".hidden", "m.tmp", 5, None,
+                                      "*", "m?", "m[0]"])  # glob characters would widen a download
 def test_a_model_id_that_is_not_one_visible_folder_name_is_refused(model_id):
     with pytest.raises(ReleaseError) as info:
         layout.check_model_id(model_id)

@@ -419,6 +419,30 @@ def test_remove_model_removes_its_shards_alone(tmp_path):
     assert sorted(p.name for p in (tmp_path / "filters" / "b").iterdir()) == ["b-00000-of-00001.parquet"]
 
 
+def test_remove_model_clears_a_crashed_removal_of_a_model_already_gone(tmp_path):
+    # a removal killed after its rename: the folder is gone, its hidden copy half-deleted
+    trash = tmp_path / "filters" / ".a.removed"
+    trash.mkdir(parents=True)
+    (trash / "a-00000-of-00001.parquet").write_bytes(b"half-deleted")
+    assert writer.remove_model(tmp_path, "a") is False
+    assert list((tmp_path / "filters").iterdir()) == []
+
+
+def test_remove_model_removes_the_metadata_folder_too_when_given(tmp_path):
+    release, meta = tmp_path / "rel", tmp_path / "meta"
+    rows = [{"model_id": m, "layer_id": 0, "out_channels": 1, "in_channels_per_group": 1, "n_filters": 1}
+            for m in ("a", "b")]
+    for row in rows:
+        writer.write_model(release, meta, {"model_id": row["model_id"], "n_layers": 1, "n_filters": 1}, [row],
+                           [writer.Layer(row, _weight(1, 1, 21))])
+    (meta / ".a.removed").mkdir()  # an earlier removal of a's metadata, killed half-way
+    assert writer.remove_model(release, "a", meta) is True
+    assert sorted(p.name for p in (release / "filters").iterdir()) == ["b"]
+    assert sorted(p.name for p in meta.iterdir()) == ["b"]
+    assert writer.remove_model(release, "a", meta) is False
+    assert sorted(p.name for p in (meta / "b").iterdir()) == ["layers.parquet", "model.parquet"]
+
+
 def test_remove_model_clears_what_a_crashed_removal_left(tmp_path):
     writer.write_filters(tmp_path / "filters" / "a", "a", [_layer(0, 1, 1, 20)])
     trash = tmp_path / "filters" / ".a.removed"

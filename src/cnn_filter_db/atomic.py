@@ -1,14 +1,25 @@
 """Write to a temporary name, then rename: nothing is ever left half-written.
 
-Temporary names are hidden siblings, ``.<name>.<random>.tmp``; the folder a rename
-replaces waits as ``.<name>.old`` until the new one is in place. A run killed half-way
-leaves such entries behind: the next write of the same target removes them first (and
-puts a ``.old`` back when the target itself is missing), so a stage cleans up after its
-own crashed runs. Readers and ``.dvcignore`` skip them (see ``dataset.layout``).
+Temporary names are hidden siblings, ``.<name>.<random>.tmp``. Folders are replaced as a
+group (one path or several, e.g. a model's shards and its metadata) through a journal:
+
+1. ``.<name>.<id>.journal`` is written beside every target (temp, fsync, rename), each
+   listing the whole group as (target, new temporary folder, old backup) triples; the one
+   beside the first target, written last, is the group's record, the others point to it;
+2. each existing target is renamed aside to ``.<name>.<id>.old``, then each new folder in;
+3. the group is finished: the old folders removed, then the record, then the pointers.
+
+A run killed at any point leaves the journal. The next write or removal of any path of
+the group, and :func:`clean_stale`, finish the group first: forward when every new folder
+is in place, else back to every old folder. The paths of a group are therefore always all
+old or all new, never mixed. Readers and ``.dvcignore`` skip these hidden names (see
+``dataset.layout``).
 """
 from __future__ import annotations
 
+import json
 import os
+import secrets
 import shutil
 import tempfile
 from contextlib import ExitStack, contextmanager
@@ -16,31 +27,109 @@ from pathlib import Path
 
 
 def _replace(src: Path, dst: Path) -> None:
-    """One rename (a single place to inject a failure in tests)."""
+    """One rename (with :func:`_remove`, the places to inject a failure or a kill in tests)."""
     os.replace(src, dst)
 
 
-def _old(path: Path) -> Path:
-    return path.parent / f".{path.name}.old"
+def _remove(path: Path) -> None:
+    """Remove one file or folder."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _journal(target: Path, group: str) -> Path:
+    return target.parent / f".{target.name}.{group}.journal"
+
+
+def _write_journal(path: Path, group: str, entries: list[tuple]) -> None:
+    """The group's triples, relative to the journal's folder (so a moved tree still
+    recovers), made durable before any rename it guards."""
+    def rel(p):
+        return None if p is None else os.path.relpath(p, path.parent)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as fh:
+        json.dump({"group": group, "entries": [[rel(p) for p in triple] for triple in entries]}, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    _replace(tmp, path)
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _finish(journal: Path) -> None:
+    """Complete the group that ``journal`` (its record or a pointer) belongs to."""
+    try:
+        data = json.loads(journal.read_text())
+    except FileNotFoundError:  # finished meanwhile, through another path of the group
+        return
+    def at(rel):
+        return None if rel is None else Path(os.path.normpath(journal.parent / rel))
+    entries = [tuple(at(p) for p in triple) for triple in data["entries"]]
+    copies = [_journal(target, data["group"]) for target, _, _ in entries]
+    if copies[0].exists():  # no record: the swap never started, or the group is finished
+        if any(new.exists() for _, new, _ in entries):  # not every new folder moved in
+            _roll_back(entries)
+        for _, _, old in entries:  # forward (after a roll back there are none left)
+            if old is not None and old.exists():
+                _remove(old)
+        _remove(copies[0])
+    for copy in copies[1:]:
+        if copy.exists():
+            _remove(copy)
+
+
+def _roll_back(entries: list[tuple]) -> None:
+    """Every target back to its old content (or absent when it had none). Each step can be
+    repeated after a crash in the middle of it: ``old is None`` says the target did not exist."""
+    for target, new, old in entries:  # the new folders already moved in go back out
+        if not new.exists() and target.exists() and (old is None or old.exists()):
+            _replace(target, new)
+    for target, _, old in entries:
+        if old is not None and old.exists():
+            _replace(old, target)
+    for _, new, _ in entries:
+        if new.exists():
+            _remove(new)
 
 
 def clean_stale(path: Path) -> None:
-    """Remove what crashed writes of ``path`` left: its temporary siblings, and its
-    ``.old`` copy (renamed back when ``path`` itself is missing)."""
+    """Remove what crashed writes of ``path`` left: finish the groups whose journal lies
+    beside it, then remove its temporary siblings and a half-removed ``.<name>.removed``
+    (and restore a ``.<name>.old`` of a version without journals when ``path`` is missing)."""
     path = Path(path)
     if not path.parent.is_dir():
         return
-    for stale in path.parent.glob(f".{path.name}.*.tmp"):
-        if stale.is_dir() and not stale.is_symlink():
-            shutil.rmtree(stale, ignore_errors=True)
-        else:
-            stale.unlink(missing_ok=True)
-    old = _old(path)
+    for journal in sorted(path.parent.glob(f".{path.name}.*.journal")):
+        _finish(journal)
+    for stale in sorted(path.parent.glob(f".{path.name}.*.tmp")):
+        _remove(stale)
+    trash = path.parent / f".{path.name}.removed"
+    if trash.exists():
+        _remove(trash)
+    old = path.parent / f".{path.name}.old"
     if old.exists():
         if not path.exists():
             _replace(old, path)
         else:
-            shutil.rmtree(old, ignore_errors=True)
+            _remove(old)
+
+
+def remove_dir(path: Path) -> bool:
+    """Remove folder ``path`` whole; False when it is not there. It is renamed to a hidden
+    name first, so a crash never leaves a half-removed folder visible."""
+    path = Path(path)
+    clean_stale(path)
+    if not path.exists():
+        return False
+    trash = path.parent / f".{path.name}.removed"
+    _replace(path, trash)
+    _remove(trash)
+    return True
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -65,9 +154,8 @@ def atomic_write_text(path: Path, text: str) -> None:
 def atomic_dirs(*paths: Path):
     """Yield one temporary sibling folder a path; on success they replace the paths together.
 
-    On failure, before or during the swap, every path keeps its last good content: the
-    swap moves each old folder aside, moves each new one in, and puts the old ones back
-    if any rename fails.
+    On failure, or a crash, before or during the swap, every path keeps its last good
+    content (see the module's docstring).
     """
     paths = [Path(p) for p in paths]
     for path in paths:
@@ -84,25 +172,20 @@ def atomic_dirs(*paths: Path):
 
 
 def _swap(paths: list[Path], tmps: list[Path]) -> None:
-    moved_aside: list[Path] = []
-    moved_in: list[Path] = []
+    group = secrets.token_hex(4)
+    entries = [(path, tmp, path.parent / f".{path.name}.{group}.old" if path.exists() else None)
+               for path, tmp in zip(paths, tmps)]
+    journals = [_journal(path, group) for path in paths]
+    for journal in journals[1:] + journals[:1]:  # the record last
+        _write_journal(journal, group, entries)
     try:
-        for path in paths:
-            if path.exists():
-                _replace(path, _old(path))
-                moved_aside.append(path)
-        for path, tmp in zip(paths, tmps):
-            _replace(tmp, path)
-            moved_in.append(path)
-    except BaseException:
-        for path, tmp in zip(paths, tmps):
-            if path in moved_in:
-                os.replace(path, tmp)  # removed with the other temporary folders
-        for path in moved_aside:
-            os.replace(_old(path), path)
-        raise
-    for path in moved_aside:
-        shutil.rmtree(_old(path), ignore_errors=True)
+        for target, _, old in entries:
+            if old is not None:
+                _replace(target, old)
+        for target, new, _ in entries:
+            _replace(new, target)
+    finally:  # forward when every rename went through, back otherwise
+        _finish(journals[0])
 
 
 def atomic_dir(path: Path):

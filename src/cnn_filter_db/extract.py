@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -156,10 +155,8 @@ def gather(meta_dir: Path = config.META_DIR, release_dir: Path = config.RELEASE_
         raise CnnFilterDbError(f"{meta_dir}: no extracted metadata for {missing}; run the extract stage first")
     models, layers = writer.read_meta(meta_dir, ids)
     if prune_orphans:
-        orphans = [layout.model_dir(release_dir, m) for m in layout.filter_models(release_dir) if m not in ids]
-        orphans += [meta_dir / m for m in present if m not in ids]
-        for orphan in orphans:
-            shutil.rmtree(orphan)
+        for orphan in sorted((set(layout.filter_models(release_dir)) | set(present)) - set(ids)):
+            writer.remove_model(release_dir, orphan, meta_dir)
     writer.write_table(models, release_dir, "models")
     writer.write_table(layers, release_dir, "layers")
     return models, layers

@@ -24,7 +24,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from . import config
 from .dataset import layout, reader
 from .errors import CnnFilterDbError
 
@@ -80,10 +79,8 @@ def _release_folder(source, revision: str | None, model_ids: list[str] | None, t
         return path
     from huggingface_hub import snapshot_download
 
-    # the layers table gives the shapes, the manifest the shards' sha256
-    shards = [f"filters/{m}/*.parquet" for m in model_ids] if model_ids is not None else [config.RELEASE_CONFIGS["filters"]]
     folder = snapshot_download(repo_id, repo_type="dataset", revision=revision, token=token, cache_dir=cache_dir,
-                               allow_patterns=[*shards, config.RELEASE_CONFIGS["layers"], layout.MANIFEST])
+                               allow_patterns=layout.download_patterns(model_ids))
     return Path(folder)
 
 

@@ -6,11 +6,12 @@ A release folder holds one folder of Parquet shards a config (``config.RELEASE_C
 
 The rule: an entry whose name starts with ``.`` or ends with ``.tmp`` is never part of a
 release, at any depth. That covers the temporary folders of :func:`atomic.atomic_dir`
-(``.<name>.<random>.tmp``) that a crash leaves behind, the ``.<name>.old`` it renames away,
-and editor or OS litter. Only regular files belong to a release: a symlink, fifo or device
-is listed apart (:func:`release_entries`) and never opened by the manifest check. A *shard*
-is a visible file that matches its config's pattern (readers follow links to files: a Hub
-snapshot's files are links into its blob cache).
+(``.<name>.<random>.tmp``) that a crash leaves behind, the ``.<name>.<id>.old`` it renames
+away, its ``.<name>.<id>.journal`` and ``.<name>.removed``, and editor or OS litter. Only
+regular files belong to a release: a symlink, fifo or device is listed apart
+(:func:`release_entries`) and never opened by the manifest check. A *shard* is a visible
+file that matches its config's pattern (readers follow links to files: a Hub snapshot's
+files are links into its blob cache).
 Nothing else in the package lists a release folder.
 """
 from __future__ import annotations
@@ -50,9 +51,10 @@ def table_dir(release_dir: Path, name: str) -> Path:
 
 def check_model_id(model_id: str) -> str:
     """``model_id`` when it names one visible folder inside ``filters/`` (no separator, not
-    ``..``, not hidden); the catalog's stricter pattern is the catalog's business."""
-    if (not isinstance(model_id, str) or not model_id or "/" in model_id or "\\" in model_id
-            or "\0" in model_id or model_id in (".", "..") or is_hidden(model_id)):
+    ``..``, not hidden, no glob character that would widen a download pattern); the
+    catalog's stricter pattern is the catalog's business."""
+    if (not isinstance(model_id, str) or not model_id or any(c in model_id for c in "/\\\0*?[]")
+            or model_id in (".", "..") or is_hidden(model_id)):
         raise ReleaseError(f"model_id {model_id!r}: not a model id (one visible folder name under filters/)")
     return model_id
 
@@ -71,10 +73,14 @@ def release_of_filter_shard(path: Path) -> Path | None:
     return path.parents[2]
 
 
-def model_patterns(model_id: str) -> list[str]:
-    """Glob patterns of what reading one model needs (for a partial download of a Hub
-    snapshot): its filter shards, the layers table and the manifest."""
-    return [f"filters/{check_model_id(model_id)}/*.parquet", config.RELEASE_CONFIGS["layers"], MANIFEST]
+def download_patterns(model_ids: list[str] | None) -> list[str]:
+    """Glob patterns of what reading some models needs (for a partial download of a Hub
+    snapshot): their filter shards (every model's when None), the layers table (the shapes)
+    and the manifest (the shards' sha256). Each id is checked first, so a bad one never
+    widens the download."""
+    shards = ([config.RELEASE_CONFIGS["filters"]] if model_ids is None
+              else [f"filters/{check_model_id(m)}/*.parquet" for m in model_ids])
+    return [*shards, config.RELEASE_CONFIGS["layers"], MANIFEST]
 
 
 def release_entries(release_dir: Path) -> tuple[list[str], list[str]]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import queue
-import shutil
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..atomic import atomic_dirs
+from ..atomic import atomic_dirs, remove_dir
 from ..params import ExtractParams
 from . import layout
 from .shard import read_shard
@@ -244,7 +243,9 @@ def write_model(release_dir: Path, meta_dir: Path, model: dict, layer_rows: list
                 layers: Iterable[Layer], progress=None, params: ExtractParams | Mapping | None = None) -> Path:
     """A model's filter shards (``<release>/filters/<id>/``) and its metadata rows
     (``<meta_dir>/<id>/``), written under temporary names and committed together: if
-    anything fails, before or during the swap, both keep their previous content.
+    anything fails, before or during the swap, both keep their previous content; if the
+    process is killed, the next write or clean of either path finishes the pair, all old
+    or all new (see :mod:`cnn_filter_db.atomic`).
     ``layers`` may be a generator: one layer is held at a time."""
     model_id = model["model_id"]
     filters_dir = layout.model_dir(release_dir, model_id)
@@ -257,17 +258,14 @@ def write_model(release_dir: Path, meta_dir: Path, model: dict, layer_rows: list
     return filters_dir
 
 
-def remove_model(release_dir: Path, model_id: str) -> bool:
-    """Remove a model's filter shards; False when it has none. The folder is renamed to a
-    hidden name first, so a crash never leaves a half-deleted shard folder visible."""
-    folder = layout.model_dir(release_dir, model_id)
-    if not folder.exists():
-        return False
-    trash = folder.with_name(f".{model_id}.removed")
-    shutil.rmtree(trash, ignore_errors=True)
-    folder.rename(trash)
-    shutil.rmtree(trash)
-    return True
+def remove_model(release_dir: Path, model_id: str, meta_dir: Path | None = None) -> bool:
+    """Remove a model's filter shards, and its metadata rows when ``meta_dir`` is given;
+    False when neither was there. Each folder is renamed to a hidden name first, so a crash
+    never leaves a half-deleted folder visible (and the next call clears what it left)."""
+    removed = remove_dir(layout.model_dir(release_dir, model_id))
+    if meta_dir is not None:
+        removed = remove_dir(Path(meta_dir) / layout.check_model_id(model_id)) or removed
+    return removed
 
 
 def read_meta(meta_dir: Path, model_ids: list[str]) -> tuple[pa.Table, pa.Table]:

@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         from cnn_filter_db.validate import validate_release
 
         t0 = time.perf_counter()
-        result = validate_release(release, work / "reports", {"data_docs": args.data_docs}, root=args.root)
+        result = validate_release(release, work / "reports", root=args.root, data_docs=args.data_docs)
         seconds = time.perf_counter() - t0
         print(result.summary(), file=sys.stderr)
         if not result.success:

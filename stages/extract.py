@@ -7,22 +7,9 @@ interpolates no id into a shell command, so not even a tampered catalog/index.ya
 reach the shell. The id is checked against the id pattern before any use. The command line
 (dvc.yaml's ``cmd``) holds the options: where the shards and the metadata go.
 """
-import os
 import sys
 
-from cnn_filter_db.cli import main
-
-
-def arguments(argv: list[str]) -> list[str]:
-    """As a DVC stage: dvc.yaml's options, then the id from DVC_STAGE (after "--": an id is
-    never an option); by hand: ids and options as given."""
-    _, at, item = os.environ.get("DVC_STAGE", "").partition("@")
-    if at:
-        return [*argv, "--", item]
-    if not [a for a in argv if not a.startswith("-")]:
-        sys.exit("stages/extract.py: name model ids, or run it as a DVC foreach stage (DVC sets DVC_STAGE)")
-    return argv
-
+from cnn_filter_db.cli import foreach_arguments, main
 
 if __name__ == "__main__":
-    sys.exit(main(["extract", *arguments(sys.argv[1:])]))
+    sys.exit(main(["extract", *foreach_arguments(sys.argv[1:], "stages/extract.py", "model ids")]))

@@ -4,16 +4,9 @@
 The set name comes from the stage's own name (``DVC_STAGE``), as in stages/extract.py: no
 value of params.yaml or the catalog is interpolated into a shell command.
 """
-import os
 import sys
 
-from cnn_filter_db.cli import main
+from cnn_filter_db.cli import foreach_arguments, main
 
 if __name__ == "__main__":
-    argv = sys.argv[1:]
-    _, at, item = os.environ.get("DVC_STAGE", "").partition("@")
-    if at:  # dvc.yaml's options, then the set from the stage's name ("--": never an option)
-        sys.exit(main(["extract-set", *argv, "--", item]))
-    if not [a for a in argv if not a.startswith("-")]:
-        sys.exit("stages/extract_set.py: name a set, or run it as a DVC foreach stage (DVC sets DVC_STAGE)")
-    sys.exit(main(["extract-set", *argv]))
+    sys.exit(main(["extract-set", *foreach_arguments(sys.argv[1:], "stages/extract_set.py", "a set")]))

@@ -3,6 +3,7 @@ the DVC stages in ``stages/`` call these same commands."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -540,6 +541,19 @@ def _check_root(args) -> None:
     if args.command in NEEDS_CHECKOUT and not (args.root / config.MODELS_DIR).is_dir():
         raise CnnFilterDbError(f"--root {args.root}: not a cnn-filter-db checkout (no {config.MODELS_DIR}/); "
                                "run inside the repository or give --root")
+
+
+def foreach_arguments(argv: list[str], script: str, what: str) -> list[str]:
+    """The arguments a foreach stage script (stages/extract.py, stages/extract_set.py) hands
+    to its command. As a DVC stage: dvc.yaml's options, then the item from the stage's own
+    name in ``DVC_STAGE``, after "--" (an item is never an option, and no catalog value is
+    interpolated into a shell command). By hand: the items and options as given."""
+    _, at, item = os.environ.get("DVC_STAGE", "").partition("@")
+    if at:
+        return [*argv, "--", item]
+    if not [a for a in argv if not a.startswith("-")]:
+        sys.exit(f"{script}: name {what}, or run it as a DVC foreach stage (DVC sets DVC_STAGE)")
+    return argv
 
 
 def main(argv: list[str] | None = None) -> int:
